@@ -1,0 +1,1 @@
+"""ClaimLedger: a permissioned ledger of US medical claims (claim model, validation, fingerprints, chain)."""

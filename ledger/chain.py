@@ -1,0 +1,393 @@
+"""The chain client: RPC connection, the ClaimLedger contract's calls, errors and events.
+
+Talks to any Ethereum-compatible node by RPC URL (anvil locally, Besu/QBFT in a
+consortium). Reverts come back as ``ContractRevertError`` with the contract's custom error
+decoded; an unreachable node as ``ChainUnavailableError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import requests
+from eth_abi import decode as abi_decode
+from eth_utils import keccak, to_checksum_address
+from web3 import HTTPProvider, Web3
+from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
+from web3.middleware import ExtraDataToPOAMiddleware
+
+from ledger.compiler import load_artifact
+from ledger.errors import ChainUnavailableError, ContractRevertError, LedgerError
+
+T = TypeVar("T")
+
+DEFAULT_RPC_TIMEOUT_S = 10.0
+RECEIPT_POLL_S = 0.005
+RECEIPT_TIMEOUT_S = 60.0
+ZERO32 = b"\x00" * 32
+
+# Contract enums, in declaration order (contracts/IClaimLedger.sol).
+ROLES = ("none", "provider", "payer", "auditor")
+STATUSES = ("none", "submitted", "accepted", "rejected", "adjudicated", "paid", "voided", "replaced")
+OUTCOMES = ("none", "approved", "partly_approved", "denied")
+LIVE_STATUSES = frozenset({"submitted", "accepted", "adjudicated", "paid"})
+
+
+def connect(rpc_url: str, *, poa: bool | None = None, timeout: float = DEFAULT_RPC_TIMEOUT_S) -> Web3:
+    """A Web3 over HTTP. ``poa`` adds the extra-data middleware QBFT/Clique blocks need;
+    None detects it from the latest block's extra data."""
+    w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    try:
+        if poa is None:
+            extra = w3.eth.get_block("latest").get("extraData", b"")
+            poa = len(extra) > 32
+    except (requests.ConnectionError, requests.Timeout, OSError) as exc:
+        raise ChainUnavailableError(f"node at {rpc_url} did not answer: {exc}") from exc
+    except Exception:  # noqa: BLE001 - a QBFT block that web3 cannot parse without the middleware
+        poa = True
+    if poa:
+        w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
+    return w3
+
+
+def bytes32(value: bytes | str) -> bytes:
+    """A 32-byte value from bytes or 0x-hex."""
+    raw = bytes.fromhex(value[2:] if value.startswith("0x") else value) if isinstance(value, str) else value
+    if len(raw) != 32:
+        raise LedgerError(f"expected 32 bytes, got {len(raw)}: {raw.hex()}")
+    return raw
+
+
+def org_id(name: str) -> bytes:
+    """The on-chain id of an organisation: its identifier string, right-padded to 32 bytes."""
+    raw = name.encode("ascii")
+    if not raw or len(raw) > 32:
+        raise LedgerError(f"organisation id {name!r} must be 1 to 32 ASCII characters")
+    return raw.ljust(32, b"\x00")
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimSubmission:
+    """One claim of a ``submitClaims`` batch, as the contract takes it (no PHI: keys only)."""
+
+    exact_key: bytes
+    document_hash: bytes
+    line_keys: tuple[bytes, ...]
+    key_id: int
+    payer_org: int
+    total_charge: int
+    frequency: int = 1
+    related_key: bytes = ZERO32
+    related_version: int = 0
+    line_count: int | None = None
+
+    def terms(self) -> int:
+        lines = len(self.line_keys) if self.line_count is None else self.line_count
+        return pack_terms(self.total_charge, self.key_id, self.payer_org, self.related_version, lines, self.frequency)
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (self.exact_key, self.document_hash, self.related_key, self.terms(), list(self.line_keys))
+
+
+def pack_terms(
+    total_charge: int, key_id: int, payer_org: int, related_version: int, line_count: int, frequency: int
+) -> int:
+    """``ClaimSubmission.terms`` (IClaimLedger.sol): the claim's small fields in one word."""
+    for name, value, bits in (
+        ("total charge", total_charge, 96),
+        ("key id", key_id, 32),
+        ("payer org", payer_org, 32),
+        ("related version", related_version, 32),
+        ("line count", line_count, 16),
+        ("frequency", frequency, 8),
+    ):
+        if not 0 <= value < (1 << bits):
+            raise LedgerError(f"{name} {value} does not fit the {bits} bits the contract gives it")
+    return (
+        total_charge
+        | key_id << 96
+        | payer_org << 128
+        | related_version << 160
+        | line_count << 192
+        | frequency << 208
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChainEvent:
+    """A decoded contract event with where it sits on the chain."""
+
+    name: str
+    args: dict[str, Any]
+    block_number: int
+    block_hash: bytes
+    transaction_hash: bytes
+    log_index: int
+
+
+def _canonical_type(item: dict[str, Any]) -> str:
+    t: str = item["type"]
+    if t.startswith("tuple"):
+        inner = ",".join(_canonical_type(c) for c in item["components"])
+        return f"({inner}){t[5:]}"
+    return t
+
+
+class ContractAbi:
+    """Selectors, custom errors and events of the contract, decoded with eth_abi directly."""
+
+    def __init__(self, abi: list[dict[str, Any]]) -> None:
+        self.abi = abi
+        self.errors: dict[bytes, tuple[str, list[str], list[str]]] = {}
+        self.events: dict[bytes, tuple[str, list[dict[str, Any]]]] = {}
+        for item in abi:
+            if item["type"] == "error":
+                types = [_canonical_type(i) for i in item["inputs"]]
+                selector = keccak(text=f"{item['name']}({','.join(types)})")[:4]
+                self.errors[selector] = (item["name"], [i["name"] for i in item["inputs"]], types)
+            elif item["type"] == "event":
+                types = [_canonical_type(i) for i in item["inputs"]]
+                topic = keccak(text=f"{item['name']}({','.join(types)})")
+                self.events[topic] = (item["name"], item["inputs"])
+        self.event_topics = {name: topic for topic, (name, _) in self.events.items()}
+
+    def decode_error(self, data: bytes | str) -> tuple[str, dict[str, Any]]:
+        raw = bytes.fromhex(data[2:]) if isinstance(data, str) else data
+        known = self.errors.get(raw[:4])
+        if known is None:
+            return "UnknownRevert", {"data": "0x" + raw.hex()}
+        name, names, types = known
+        values = abi_decode(types, raw[4:])
+        return name, dict(zip(names, values, strict=True))
+
+    def decode_log(self, log: dict[str, Any]) -> ChainEvent | None:
+        topics = [bytes(t) for t in log["topics"]]
+        if not topics or topics[0] not in self.events:
+            return None
+        name, inputs = self.events[topics[0]]
+        indexed = [i for i in inputs if i.get("indexed")]
+        plain = [i for i in inputs if not i.get("indexed")]
+        args: dict[str, Any] = {}
+        for spec, topic in zip(indexed, topics[1:], strict=True):
+            args[spec["name"]] = abi_decode([_canonical_type(spec)], topic)[0]
+        data = log["data"]
+        data = bytes.fromhex(data[2:]) if isinstance(data, str) else bytes(data)
+        values = abi_decode([_canonical_type(i) for i in plain], data)
+        for spec, value in zip(plain, values, strict=True):
+            args[spec["name"]] = value
+        return ChainEvent(
+            name=name,
+            args=args,
+            block_number=_int(log["blockNumber"]),
+            block_hash=_bytes(log["blockHash"]),
+            transaction_hash=_bytes(log["transactionHash"]),
+            log_index=_int(log["logIndex"]),
+        )
+
+
+def _int(v: int | str) -> int:
+    return int(v, 16) if isinstance(v, str) else int(v)
+
+
+def _bytes(v: bytes | str) -> bytes:
+    return bytes.fromhex(v[2:]) if isinstance(v, str) else bytes(v)
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionOutcome:
+    """A mined transaction: its receipt figures and the contract events it emitted."""
+
+    transaction_hash: bytes
+    block_number: int
+    gas_used: int
+    events: tuple[ChainEvent, ...]
+
+    def named(self, name: str) -> list[ChainEvent]:
+        return [e for e in self.events if e.name == name]
+
+
+class ClaimLedgerContract:
+    """The deployed ClaimLedger at ``address``: typed calls, decoded reverts and events.
+
+    ``sender`` is the account that signs: an address the node holds unlocked (a local dev
+    node) or an ``eth_account`` LocalAccount (signed here, sent raw).
+    """
+
+    def __init__(self, w3: Web3, address: str, artifact: dict[str, Any] | None = None) -> None:
+        self.w3 = w3
+        self.artifact = artifact or load_artifact()
+        self.address = to_checksum_address(address)
+        self.contract = w3.eth.contract(address=self.address, abi=self.artifact["abi"])
+        self.abi = ContractAbi(self.artifact["abi"])
+
+    # -------------------------------------------------------------- deployment
+
+    @classmethod
+    def deploy(
+        cls, w3: Web3, deployer: Any, *, admin: str | None = None, admin_delay: int = 0
+    ) -> tuple[ClaimLedgerContract, TransactionOutcome]:
+        artifact = load_artifact()
+        factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+        admin_address = admin or _address_of(deployer)
+        tx = factory.constructor(admin_delay, admin_address)
+        receipt = _send(w3, tx, deployer, "deploy ClaimLedger", ContractAbi(artifact["abi"]))
+        address = receipt["contractAddress"]
+        ledger = cls(w3, address, artifact)
+        return ledger, ledger._outcome(receipt)
+
+    # -------------------------------------------------------------- transactions
+
+    def transact(self, function: str, *args: Any, sender: Any) -> TransactionOutcome:
+        call = getattr(self.contract.functions, function)(*args)
+        receipt = _send(self.w3, call, sender, function, self.abi)
+        return self._outcome(receipt)
+
+    def submit_claims(self, claims: Sequence[ClaimSubmission], *, sender: Any) -> TransactionOutcome:
+        return self.transact("submitClaims", [c.as_tuple() for c in claims], sender=sender)
+
+    def void_claim(self, exact_key: bytes, version: int, *, sender: Any) -> TransactionOutcome:
+        return self.transact("voidClaim", exact_key, version, sender=sender)
+
+    def acknowledge(
+        self, exact_key: bytes, version: int, accepted: bool, reason_code: bytes = b"", *, sender: Any
+    ) -> TransactionOutcome:
+        return self.transact("acknowledge", exact_key, version, accepted, reason_code.ljust(8, b"\0"), sender=sender)
+
+    def adjudicate(
+        self,
+        exact_key: bytes,
+        version: int,
+        outcome: str,
+        allowed_amount: int,
+        carc_codes: Iterable[str] = (),
+        *,
+        sender: Any,
+    ) -> TransactionOutcome:
+        codes = [c.encode("ascii").ljust(4, b"\0") for c in carc_codes]
+        return self.transact(
+            "adjudicate", exact_key, version, OUTCOMES.index(outcome), allowed_amount, codes, sender=sender
+        )
+
+    def record_payment(
+        self, exact_key: bytes, version: int, paid_amount: int, remittance_hash: bytes, *, sender: Any
+    ) -> TransactionOutcome:
+        return self.transact("recordPayment", exact_key, version, paid_amount, remittance_hash, sender=sender)
+
+    def register_organisation(self, org_name: str, role: str, *, sender: Any) -> int:
+        outcome = self.transact("registerOrganisation", org_id(org_name), ROLES.index(role), sender=sender)
+        registered = outcome.named("OrganisationRegistered")
+        return int(registered[0].args["org"])
+
+    def add_account(self, org: int, account: str, *, sender: Any) -> TransactionOutcome:
+        return self.transact("addAccount", org, to_checksum_address(account), sender=sender)
+
+    def set_fingerprint_key(self, key_id: int, accepted: bool, *, sender: Any) -> TransactionOutcome:
+        return self.transact("setFingerprintKey", key_id, accepted, sender=sender)
+
+    # -------------------------------------------------------------- views
+
+    def call(self, function: str, *args: Any) -> Any:
+        return self._guard(function, lambda: getattr(self.contract.functions, function)(*args).call())
+
+    def claim_record(self, exact_key: bytes) -> dict[str, Any]:
+        r = self.call("claimRecord", exact_key)
+        return {
+            "status": STATUSES[r[0]],
+            "frequency": r[1],
+            "suspect": r[2],
+            "line_count": r[3],
+            "version": r[4],
+            "provider_org": r[5],
+            "payer_org": r[6],
+            "key_id": r[7],
+            "submitted_at": r[8],
+            "total_charge": r[9],
+        }
+
+    def settlement(self, exact_key: bytes) -> dict[str, Any]:
+        s = self.call("settlement", exact_key)
+        return {
+            "outcome": OUTCOMES[s[0]],
+            "acknowledged_at": s[1],
+            "adjudicated_at": s[2],
+            "paid_at": s[3],
+            "allowed_amount": s[4],
+            "paid_amount": s[5],
+        }
+
+    def claim_status(self, exact_key: bytes, version: int) -> str:
+        return STATUSES[self.call("claimStatus", exact_key, version)]
+
+    def live_version(self, exact_key: bytes) -> int:
+        return int(self.call("liveVersion", exact_key))
+
+    def line_holder(self, line_key: bytes) -> tuple[bytes, int]:
+        key, version = self.call("lineHolder", line_key)
+        return bytes(key), int(version)
+
+    def events(self, from_block: int = 0, to_block: int | str = "latest") -> list[ChainEvent]:
+        logs = self._guard(
+            "eth_getLogs",
+            lambda: self.w3.eth.get_logs({"address": self.address, "fromBlock": from_block, "toBlock": to_block}),
+        )
+        decoded = (self.abi.decode_log(dict(log)) for log in logs)
+        return [e for e in decoded if e is not None]
+
+    # -------------------------------------------------------------- internal
+
+    def _outcome(self, receipt: Any) -> TransactionOutcome:
+        events = []
+        for log in receipt["logs"]:
+            if to_checksum_address(log["address"]) != self.address:
+                continue
+            event = self.abi.decode_log(dict(log))
+            if event is not None:
+                events.append(event)
+        return TransactionOutcome(
+            transaction_hash=bytes(receipt["transactionHash"]),
+            block_number=int(receipt["blockNumber"]),
+            gas_used=int(receipt["gasUsed"]),
+            events=tuple(events),
+        )
+
+    def _guard(self, what: str, fn: Callable[[], T]) -> T:
+        return _guarded(what, self.abi, fn)
+
+
+def _address_of(sender: Any) -> str:
+    return to_checksum_address(sender if isinstance(sender, str) else sender.address)
+
+
+def _guarded(what: str, abi: ContractAbi, fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
+        data = exc.data if isinstance(exc.data, str) else None
+        if data and len(data) >= 10:
+            name, args = abi.decode_error(data)
+            raise ContractRevertError(name, args, call=what) from None
+        raise ContractRevertError("Revert", {"reason": str(exc)}, call=what) from None
+    except (requests.ConnectionError, requests.Timeout, ConnectionError) as exc:
+        raise ChainUnavailableError(f"node did not answer {what}: {exc}") from exc
+
+
+def _send(w3: Web3, call: Any, sender: Any, what: str, abi: ContractAbi) -> Any:
+    """Estimate (which surfaces a revert with its custom error), send, wait for the receipt."""
+
+    def run() -> Any:
+        address = _address_of(sender)
+        tx = call.build_transaction({"from": address, "nonce": w3.eth.get_transaction_count(address, "pending")})
+        if isinstance(sender, str):
+            tx_hash = w3.eth.send_transaction(tx)
+        else:
+            tx_hash = w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
+        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S, poll_latency=RECEIPT_POLL_S)
+        if receipt["status"] != 1:
+            # Mined but reverted (state moved between estimate and mining): replay it for the reason.
+            w3.eth.call({k: v for k, v in tx.items() if k in ("from", "to", "data", "value")}, receipt["blockNumber"])
+            raise ContractRevertError("Revert", {"transaction": "0x" + bytes(tx_hash).hex()}, call=what)
+        return receipt
+
+    return _guarded(what, abi, run)

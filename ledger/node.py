@@ -1,0 +1,188 @@
+"""The local node launcher (embedded default only): anvil with its state in a data folder.
+
+Nothing else in the ledger knows the node is anvil: everything talks to an RPC URL. The
+launcher starts anvil on a chosen or free loopback port, waits until it answers, saves its
+state on a clean stop and every ``state_interval`` seconds (so a crash loses at most that
+window), keeps no per-block snapshots on disk, and stops it cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from ledger.errors import NodeError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_ANVIL = PROJECT_ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_CHAIN_ID = 31337
+DEFAULT_ACCOUNTS = 20
+DEFAULT_STATE_INTERVAL_S = 1
+DEFAULT_GAS_LIMIT = 30_000_000
+DEFAULT_START_TIMEOUT_S = 20.0
+DEFAULT_STOP_TIMEOUT_S = 30.0
+STATE_FILE = "chain-state.json"
+LOG_FILE = "anvil.log"
+# anvil's well-known development mnemonic: local, throwaway accounts only.
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+
+
+def find_anvil() -> Path:
+    """The anvil binary: $CLAIMLEDGER_ANVIL, the project's npm package, or PATH."""
+    configured = os.environ.get("CLAIMLEDGER_ANVIL")
+    if configured:
+        return Path(configured)
+    if BUNDLED_ANVIL.exists():
+        return BUNDLED_ANVIL
+    on_path = shutil.which("anvil")
+    if on_path:
+        return Path(on_path)
+    raise NodeError("anvil not found: run `npm ci` in the project root (it brings @foundry-rs/anvil-linux-amd64)")
+
+
+def free_port(host: str = DEFAULT_HOST) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def rpc_answers(url: str, timeout: float = 0.5) -> bool:
+    """Whether a JSON-RPC node answers eth_chainId at `url`."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return "result" in json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+@dataclass
+class NodeConfig:
+    """How to run the local node. ``block_time`` None means automine (a block per transaction)."""
+
+    data_dir: Path
+    host: str = DEFAULT_HOST
+    port: int | None = None
+    block_time: float | None = None
+    gas_limit: int = DEFAULT_GAS_LIMIT
+    state_interval: int = DEFAULT_STATE_INTERVAL_S
+    chain_id: int = DEFAULT_CHAIN_ID
+    accounts: int = DEFAULT_ACCOUNTS
+    mnemonic: str = DEV_MNEMONIC
+    extra_args: list[str] = field(default_factory=list)
+
+
+class LocalNode:
+    """A running anvil process over a data folder. Use as a context manager or start()/stop()."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.data_dir = Path(config.data_dir)
+        self.port = config.port
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def state_file(self) -> Path:
+        return self.data_dir / STATE_FILE
+
+    @property
+    def rpc_url(self) -> str:
+        if self.port is None:
+            raise NodeError("the node has no port yet: start() it first")
+        return f"http://{self.config.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def command(self) -> list[str]:
+        c = self.config
+        cmd = [
+            str(find_anvil()),
+            "--host", c.host,
+            "--port", str(self.port),
+            "--chain-id", str(c.chain_id),
+            "--accounts", str(c.accounts),
+            "--mnemonic", c.mnemonic,
+            "--gas-limit", str(c.gas_limit),
+            "--state", str(self.state_file),
+            "--state-interval", str(c.state_interval),
+            # no per-block snapshots under ~/.foundry: they are never deleted (GBs per 1k blocks)
+            "--max-persisted-states", "0",
+        ]
+        if c.block_time is not None:
+            cmd += ["--block-time", str(c.block_time)]
+        return cmd + list(c.extra_args)
+
+    def start(self, timeout: float = DEFAULT_START_TIMEOUT_S) -> LocalNode:
+        if self.running:
+            return self
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.port is None:
+            self.port = free_port(self.config.host)
+        log = open(self.data_dir / LOG_FILE, "ab")
+        try:
+            self._process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        while not rpc_answers(self.rpc_url):
+            if self._process.poll() is not None:
+                raise NodeError(
+                    f"anvil exited with code {self._process.returncode} before answering on {self.rpc_url}: "
+                    f"see {self.data_dir / LOG_FILE}"
+                )
+            if time.monotonic() > deadline:
+                self.kill()
+                raise NodeError(f"anvil did not answer on {self.rpc_url} within {timeout:.0f} s")
+            time.sleep(0.02)
+        return self
+
+    def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT_S) -> None:
+        """Stop cleanly: SIGTERM makes anvil write its state file before it exits."""
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                raise NodeError(f"anvil did not stop within {timeout:.0f} s; killed (state may be older)") from None
+        self._process = None
+
+    def kill(self) -> None:
+        """Stop abruptly (SIGKILL), as a crash would: only the last periodic save survives."""
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        self._process = None
+
+    def __enter__(self) -> LocalNode:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
