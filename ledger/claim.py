@@ -27,13 +27,13 @@ Field paths in every problem refer to the service lines in the order they were s
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import date
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from ledger.errors import ClaimValidationError, FieldProblem
 
@@ -63,16 +63,20 @@ IsoDate = Annotated[date, Strict()]
 
 _MODEL_CONFIG = ConfigDict(frozen=True, extra="forbid")
 
-_SEPARATORS = str.maketrans("", "", " .-\t\r\n\v\f")
-_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{8}")
 _FREQUENCY_WORDS = {"ORIGINAL": "1", "REPLACEMENT": "7", "VOID": "8"}
 _RESPONSIBILITY_WORDS = {"PRIMARY": "P", "SECONDARY": "S", "TERTIARY": "T"}
 
+# The normalisers run on every claim: plain str methods, a fast path for values already clean.
+
 
 def normalise_code(value: Any) -> Any:
-    """Upper case with white space, dots and dashes removed; anything but text is left for the model to refuse."""
+    """Upper case without white space, dots or dashes; anything but text is left for the model to refuse."""
     if isinstance(value, str):
-        return value.translate(_SEPARATORS).upper()
+        if not value.isalnum():
+            value = value.replace(" ", "").replace(".", "").replace("-", "")
+            if not value.isalnum():
+                value = "".join(value.split())
+        return value.upper()
     return value
 
 
@@ -82,11 +86,12 @@ def _normalise_optional_code(value: Any) -> Any:
 
 
 def _normalise_date(value: Any) -> Any:
-    # Only ISO dates become dates; anything else stays as given and the strict date type refuses it
-    # (pydantic's lax parsing would read "1700000000" or an int as a Unix time).
+    # Only ISO dates (YYYY-MM-DD, YYYYMMDD) become dates; anything else stays as given and the strict
+    # date type refuses it (pydantic's lax parsing would read an int as a Unix time).
     if isinstance(value, str):
         text = value.strip()
-        if _ISO_DATE.fullmatch(text):
+        size = len(text)
+        if (size == 10 and text[4] == "-" and text[7] == "-") or (size == 8 and text.isdigit()):
             try:
                 return date.fromisoformat(text)
             except ValueError:
@@ -104,52 +109,63 @@ def _normalise_word_code(value: Any, words: Mapping[str, str]) -> Any:
 
 
 def normalise_line_data(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The normal form of one raw service line (a mapping); applied by :class:`ServiceLine` on construction."""
+    """The normal form of one raw service line; :class:`ServiceLine` applies it on construction."""
     line = dict(data)
-    if "procedure_code" in line:
-        line["procedure_code"] = normalise_code(line["procedure_code"])
-    modifiers = line.get("modifiers")
-    if isinstance(modifiers, (list, tuple)):
+    get = line.get
+    value = get("procedure_code")
+    if value is not None:
+        line["procedure_code"] = normalise_code(value)
+    modifiers = get("modifiers")
+    if isinstance(modifiers, (list, tuple)) and modifiers:
         modifiers = [normalise_code(m) for m in modifiers]
         if all(isinstance(m, str) for m in modifiers):
             modifiers.sort()
         line["modifiers"] = modifiers
-    if "place_of_service" in line:
-        line["place_of_service"] = _normalise_optional_code(line["place_of_service"])
-    if "service_date_from" in line:
-        line["service_date_from"] = _normalise_date(line["service_date_from"])
-        if line.get("service_date_to") is None:
-            line["service_date_to"] = line["service_date_from"]
-        else:
-            line["service_date_to"] = _normalise_date(line["service_date_to"])
-    elif "service_date_to" in line:
-        line["service_date_to"] = _normalise_date(line["service_date_to"])
+    value = get("place_of_service")
+    if value is not None:
+        line["place_of_service"] = _normalise_optional_code(value)
+    start = get("service_date_from")
+    if start is not None:
+        line["service_date_from"] = start = _normalise_date(start)
+    end = get("service_date_to")
+    if end is None:
+        if start is not None:
+            line["service_date_to"] = start
+    else:
+        line["service_date_to"] = _normalise_date(end)
     return line
 
 
 def normalise_claim_data(data: Mapping[str, Any]) -> dict[str, Any]:
     """The normal form of a raw claim's own fields (lines are normalised by :class:`ServiceLine`)."""
     claim = dict(data)
+    get = claim.get
     for name in ("billing_npi", "member_id", "place_of_service"):
-        if name in claim:
-            claim[name] = normalise_code(claim[name])
-    if "rendering_npi" in claim:
-        claim["rendering_npi"] = _normalise_optional_code(claim["rendering_npi"])
-    for name in ("claim_id", "original_claim_id"):
-        value = claim.get(name)
-        if isinstance(value, str):
-            value = value.strip()
-            claim[name] = None if value == "" and name == "original_claim_id" else value
-    payer_id = claim.get("payer_id")
-    if isinstance(payer_id, str):
-        claim["payer_id"] = payer_id.strip().upper()
-    if "frequency" in claim:
-        claim["frequency"] = _normalise_word_code(claim["frequency"], _FREQUENCY_WORDS)
-    if "responsibility" in claim:
-        claim["responsibility"] = _normalise_word_code(claim["responsibility"], _RESPONSIBILITY_WORDS)
-    if "patient_birth_date" in claim:
-        claim["patient_birth_date"] = _normalise_date(claim["patient_birth_date"])
-    diagnoses = claim.get("diagnoses")
+        value = get(name)
+        if value is not None:
+            claim[name] = normalise_code(value)
+    value = get("rendering_npi")
+    if value is not None:
+        claim["rendering_npi"] = _normalise_optional_code(value)
+    value = get("claim_id")
+    if isinstance(value, str):
+        claim["claim_id"] = value.strip()
+    value = get("original_claim_id")
+    if isinstance(value, str):
+        claim["original_claim_id"] = value.strip() or None
+    value = get("payer_id")
+    if isinstance(value, str):
+        claim["payer_id"] = value.strip().upper()
+    value = get("frequency")
+    if value is not None:
+        claim["frequency"] = _normalise_word_code(value, _FREQUENCY_WORDS)
+    value = get("responsibility")
+    if value is not None:
+        claim["responsibility"] = _normalise_word_code(value, _RESPONSIBILITY_WORDS)
+    value = get("patient_birth_date")
+    if value is not None:
+        claim["patient_birth_date"] = _normalise_date(value)
+    diagnoses = get("diagnoses")
     if isinstance(diagnoses, (list, tuple)):
         claim["diagnoses"] = [normalise_code(code) for code in diagnoses]
     return claim
@@ -215,8 +231,6 @@ class Claim(BaseModel):
     service_lines: tuple[ServiceLine, ...]
     total_charge_cents: SafeInt
 
-    _submitted_order: tuple[int, ...] = PrivateAttr(default=())
-
     @model_validator(mode="before")
     @classmethod
     def _normalise(cls, data: Any) -> Any:
@@ -226,24 +240,31 @@ class Claim(BaseModel):
     def _canonical_lines(self) -> Claim:
         lines = self.service_lines
         place = self.place_of_service
-        if any(line.place_of_service == place for line in lines):
-            lines = tuple(
-                line.model_copy(update={"place_of_service": None}) if line.place_of_service == place else line
-                for line in lines
-            )
+        for candidate in lines:
+            if candidate.place_of_service == place:
+                lines = tuple(
+                    line.model_copy(update={"place_of_service": None}) if line.place_of_service == place else line
+                    for line in lines
+                )
+                break
         if len(lines) > 1:
             order = sorted(range(len(lines)), key=lambda i: lines[i].sort_key())
             if order != list(range(len(lines))):
                 lines = tuple(lines[i] for i in order)
-                self._submitted_order = tuple(order)
+                # Kept beside the fields (like a cached_property): not part of equality, hash or dumps.
+                self.__dict__["submitted_order"] = tuple(order)
         if lines is not self.service_lines:
             object.__setattr__(self, "service_lines", lines)  # frozen model: set once, while it is built
         return self
 
-    @property
+    @cached_property
     def submitted_order(self) -> tuple[int, ...]:
-        """``submitted_order[i]`` is the position line ``i`` (canonical order) had when the claim was submitted."""
-        return self._submitted_order or tuple(range(len(self.service_lines)))
+        """``submitted_order[i]``: the position line ``i`` (canonical order) had when the claim was submitted.
+
+        Identity for a claim whose lines came in canonical order, or that was built from
+        already-normal lines (e.g. a ``model_dump`` of another claim).
+        """
+        return tuple(range(len(self.service_lines)))
 
     def line_place_of_service(self, line: ServiceLine) -> str:
         """The place of service that applies to ``line``: its own, or else the claim's."""
@@ -366,13 +387,13 @@ def problems_from_validation_error(exc: ValidationError) -> list[FieldProblem]:
     """One :class:`FieldProblem` per pydantic error, with the ledger's rule ids and plain messages."""
     errors = exc.errors()
     # A line without service_date_from has no default for service_date_to either: name only the first.
-    missing_from = {
-        tuple(e["loc"][:-1]) for e in errors if e["loc"] and e["loc"][-1] == "service_date_from"
-    }
+    missing_from = {tuple(e["loc"][:-1]) for e in errors if e["loc"] and e["loc"][-1] == "service_date_from"}
     return [
         _structural_problem(e)
         for e in errors
-        if not (e["type"] == "missing" and e["loc"][-1:] == ("service_date_to",) and tuple(e["loc"][:-1]) in missing_from)
+        if not (
+            e["type"] == "missing" and e["loc"][-1:] == ("service_date_to",) and tuple(e["loc"][:-1]) in missing_from
+        )
     ]
 
 

@@ -49,7 +49,9 @@ def find_anvil() -> Path:
     on_path = shutil.which("anvil")
     if on_path:
         return Path(on_path)
-    raise NodeError("anvil not found: run `npm ci` in the project root (it brings @foundry-rs/anvil-linux-amd64)")
+    raise NodeError(
+        "anvil not found: run `npm ci` in the project root (it brings @foundry-rs/anvil-linux-amd64)"
+    )
 
 
 def free_port(host: str = DEFAULT_HOST) -> int:
@@ -113,16 +115,25 @@ class LocalNode:
         c = self.config
         cmd = [
             str(find_anvil()),
-            "--host", c.host,
-            "--port", str(self.port),
-            "--chain-id", str(c.chain_id),
-            "--accounts", str(c.accounts),
-            "--mnemonic", c.mnemonic,
-            "--gas-limit", str(c.gas_limit),
-            "--state", str(self.state_file),
-            "--state-interval", str(c.state_interval),
+            "--host",
+            c.host,
+            "--port",
+            str(self.port),
+            "--chain-id",
+            str(c.chain_id),
+            "--accounts",
+            str(c.accounts),
+            "--mnemonic",
+            c.mnemonic,
+            "--gas-limit",
+            str(c.gas_limit),
+            "--state",
+            str(self.state_file),
+            "--state-interval",
+            str(c.state_interval),
             # no per-block snapshots under ~/.foundry: they are never deleted (GBs per 1k blocks)
-            "--max-persisted-states", "0",
+            "--max-persisted-states",
+            "0",
         ]
         if c.block_time is not None:
             cmd += ["--block-time", str(c.block_time)]
@@ -137,7 +148,11 @@ class LocalNode:
         log = open(self.data_dir / LOG_FILE, "ab")
         try:
             self._process = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         finally:
             log.close()
@@ -166,7 +181,9 @@ class LocalNode:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-                raise NodeError(f"anvil did not stop within {timeout:.0f} s; killed (state may be older)") from None
+                raise NodeError(
+                    f"anvil did not stop within {timeout:.0f} s; killed (state may be older)"
+                ) from None
         self._process = None
 
     def kill(self) -> None:

@@ -1,0 +1,270 @@
+"""The event indexer: follows the contract's events into SQL.
+
+Each range of blocks is applied in one SQL transaction together with the cursor, so a
+crash mid-range leaves the index as it was before the range, and a restart goes on from the
+cursor. Before each range the indexer checks that the chain still holds the block under its
+cursor (parent hash of the next block, hash of the cursor block); if not (a reorg, or a node
+restored from an older state) it says so loudly and rebuilds from the deployment block.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+
+from ledger.chain import OUTCOMES, ChainEvent, ContractAbi
+from ledger.compiler import load_artifact
+from ledger.errors import IndexIntegrityError
+from ledger.rpc import RpcClient
+from ledger.store import indexed_blocks, indexed_claims, indexed_events, indexer_cursor
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_BLOCKS = 2_000
+CURSOR_NAME = "claim-ledger"
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class IndexProgress:
+    from_block: int
+    to_block: int
+    events: int
+    rebuilt: bool = False
+
+
+class Indexer:
+    """Follows the ClaimLedger at ``address`` from ``start_block`` into the store's index tables."""
+
+    def __init__(
+        self,
+        rpc: RpcClient,
+        address: str,
+        engine: Engine,
+        *,
+        start_block: int = 0,
+        chunk_blocks: int = DEFAULT_CHUNK_BLOCKS,
+    ) -> None:
+        self.rpc = rpc
+        self.address = address
+        self.engine = engine
+        self.start_block = start_block
+        self.chunk_blocks = chunk_blocks
+        self.abi = ContractAbi(load_artifact()["abi"])
+        self._block_times: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    # -------------------------------------------------------------- cursor
+
+    def cursor(self) -> tuple[int, str] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(indexer_cursor.c.block_number, indexer_cursor.c.block_hash).where(
+                    indexer_cursor.c.name == CURSOR_NAME
+                )
+            ).first()
+        return (int(row[0]), str(row[1])) if row else None
+
+    def _check_cursor(self, cursor: tuple[int, str]) -> None:
+        number, expected = cursor
+        block = self.rpc.block(number)
+        if block is None:
+            raise IndexIntegrityError(
+                f"the chain no longer has block {number} that the index has reached (head is behind): "
+                "the node lost blocks or was reset",
+                details={"block": number, "indexed_hash": expected},
+            )
+        if block["hash"] != expected:
+            raise IndexIntegrityError(
+                f"block {number} on chain is {block['hash']} but the index holds {expected}: a reorg or a "
+                "restored node",
+                details={"block": number, "indexed_hash": expected, "chain_hash": block["hash"]},
+            )
+
+    # -------------------------------------------------------------- running
+
+    def run_once(self, *, max_blocks: int | None = None) -> IndexProgress:
+        """Index what the chain has beyond the cursor (up to ``max_blocks`` blocks)."""
+        with self._lock:
+            rebuilt = False
+            cursor = self.cursor()
+            if cursor is not None:
+                try:
+                    self._check_cursor(cursor)
+                except IndexIntegrityError as exc:
+                    log.error("INDEX INTEGRITY: %s; rebuilding the index from block %d", exc, self.start_block)
+                    self._wipe()
+                    cursor, rebuilt = None, True
+            head = self.rpc.block_number()
+            first = cursor[0] + 1 if cursor else self.start_block
+            last = head if max_blocks is None else min(head, first + max_blocks - 1)
+            total = 0
+            a = first
+            while a <= last:
+                b = min(a + self.chunk_blocks - 1, last)
+                total += self._index_range(a, b, cursor)
+                cursor = self.cursor()
+                a = b + 1
+            return IndexProgress(first, last, total, rebuilt)
+
+    def rebuild(self) -> IndexProgress:
+        with self._lock:
+            self._wipe()
+        return self.run_once()
+
+    def _wipe(self) -> None:
+        with self.engine.begin() as conn:
+            for table in (indexed_events, indexed_claims, indexed_blocks, indexer_cursor):
+                conn.execute(delete(table))
+
+    def _block_time(self, block_hash: str) -> int:
+        cached = self._block_times.get(block_hash)
+        if cached is None:
+            block = self.rpc.call("eth_getBlockByHash", block_hash, False)
+            cached = int(block["timestamp"], 16)
+            if len(self._block_times) > 10_000:
+                self._block_times.clear()
+            self._block_times[block_hash] = cached
+        return cached
+
+    def _index_range(self, a: int, b: int, cursor: tuple[int, str] | None) -> int:
+        last_block = self.rpc.block(b)
+        first_block = last_block if a == b else self.rpc.block(a)
+        if last_block is None or first_block is None:
+            raise IndexIntegrityError(f"blocks {a}..{b} vanished while indexing them")
+        if cursor is not None and first_block["parentHash"] != cursor[1]:
+            raise IndexIntegrityError(
+                f"block {a}'s parent is {first_block['parentHash']}, not the indexed block {cursor[1]}",
+                details={"block": a},
+            )
+        logs = self.rpc.logs(self.address, a, b)
+        events = [e for e in (self.abi.decode_log(entry) for entry in logs) if e is not None]
+        senders = self._senders({"0x" + e.transaction_hash.hex() for e in events if e.name == "DuplicateRefused"})
+        with self.engine.begin() as conn:
+            self._apply(conn, events, senders)
+            conn.execute(
+                insert(indexed_blocks).values(number=b, hash=last_block["hash"], parent_hash=last_block["parentHash"])
+            )
+            values = {"contract": self.address, "block_number": b, "block_hash": last_block["hash"]}
+            if cursor is None:
+                conn.execute(insert(indexer_cursor).values(name=CURSOR_NAME, **values))
+            else:
+                conn.execute(update(indexer_cursor).where(indexer_cursor.c.name == CURSOR_NAME).values(**values))
+        return len(events)
+
+    def _senders(self, tx_hashes: set[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for h in tx_hashes:
+            tx = self.rpc.call("eth_getTransactionByHash", h)
+            if tx:
+                out[h] = tx["from"]
+        return out
+
+    # -------------------------------------------------------------- applying events
+
+    def _apply(self, conn: Connection, events: Sequence[ChainEvent], senders: dict[str, str]) -> None:
+        rows = []
+        claims: dict[tuple[bytes, int], dict[str, Any]] = {}
+        suspects: set[tuple[bytes, int]] = set()
+        replaced: dict[tuple[bytes, int], tuple[bytes, int]] = {}
+        for e in events:
+            block_hash = "0x" + e.block_hash.hex()
+            tx_hash = "0x" + e.transaction_hash.hex()
+            when = self._block_time(block_hash)
+            a = e.args
+            key = a.get("exactKey")
+            version = a.get("version", a.get("existingVersion"))
+            org = a.get("providerOrg", a.get("payerOrg", a.get("submitterOrg", a.get("org"))))
+            rows.append(
+                {
+                    "block_number": e.block_number,
+                    "log_index": e.log_index,
+                    "block_hash": block_hash,
+                    "tx_hash": tx_hash,
+                    "tx_from": senders.get(tx_hash),
+                    "block_time": when,
+                    "name": e.name,
+                    "exact_key": key,
+                    "version": version,
+                    "org": org,
+                    "args": orjson.dumps({k: _jsonable(v) for k, v in a.items()}).decode(),
+                }
+            )
+            if e.name == "SuspectDuplicateFlagged":
+                suspects.add((key, version))
+            elif e.name == "ClaimReplaced":
+                replaced[(a["replacementKey"], a["replacementVersion"])] = (key, version)
+                self._set_status(conn, claims, key, version, {"status": "replaced"}, e.block_number)
+            elif e.name == "ClaimSubmitted":
+                replaces = replaced.get((key, version))
+                claims[(key, version)] = (
+                    {
+                        "exact_key": key,
+                        "version": version,
+                        "status": "submitted",
+                        "provider_org": a["providerOrg"],
+                        "payer_org": a["payerOrg"],
+                        "key_id": a["keyId"],
+                        "line_count": a["lineCount"],
+                        "total_charge": a["totalCharge"],
+                        "frequency": a["frequency"],
+                        "suspect": (key, version) in suspects,
+                        "document_hash": a["documentHash"],
+                        "replaces_key": replaces[0] if replaces else None,
+                        "replaces_version": replaces[1] if replaces else None,
+                        "submitted_block": e.block_number,
+                        "submitted_tx": tx_hash,
+                        "submitted_at": when,
+                        "updated_block": e.block_number,
+                    }
+                )
+            elif e.name == "ClaimAcknowledged":
+                status = "accepted" if a["accepted"] else "rejected"
+                self._set_status(conn, claims, key, version, {"status": status}, e.block_number)
+            elif e.name == "ClaimAdjudicated":
+                values = {
+                    "status": "adjudicated",
+                    "outcome": OUTCOMES[a["outcome"]],
+                    "allowed_amount": a["allowedAmount"],
+                }
+                self._set_status(conn, claims, key, version, values, e.block_number)
+            elif e.name == "ClaimPaid":
+                values = {"status": "paid", "paid_amount": a["paidAmount"], "paid_at": when}
+                self._set_status(conn, claims, key, version, values, e.block_number)
+            elif e.name == "ClaimVoided":
+                self._set_status(conn, claims, key, version, {"status": "voided"}, e.block_number)
+        if claims:
+            conn.execute(insert(indexed_claims), list(claims.values()))
+        if rows:
+            conn.execute(insert(indexed_events), rows)
+
+    @staticmethod
+    def _set_status(
+        conn: Connection,
+        pending: dict[tuple[bytes, int], dict[str, Any]],
+        key: bytes,
+        version: int,
+        values: dict[str, Any],
+        block: int,
+    ) -> None:
+        row = pending.get((key, version))
+        if row is not None:  # recorded earlier in this same range, not inserted yet
+            row.update(values, updated_block=block)
+            return
+        conn.execute(
+            update(indexed_claims)
+            .where(indexed_claims.c.exact_key == key, indexed_claims.c.version == version)
+            .values(**values, updated_block=block)
+        )

@@ -1,0 +1,609 @@
+"""The submission pipeline: one signer per account, micro-batches, an outbox in SQL.
+
+A claim waits at most ``max_wait_ms`` for others, then goes out in a batch of up to
+``max_batch`` claims (fewer when the batch would pass ``max_tx_gas``). Each transaction is
+signed and stored in the outbox, with a submission record per claim, before it is sent; a
+retry resends the same bytes, so the chain sees it once. After a crash of the process or a
+node that comes back from an older state, :meth:`SubmissionPipeline.reconcile` reads the
+outbox against the chain and sends again what the chain does not have.
+
+Every caller gets its own :class:`SubmissionResult` through a Future.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+from eth_account.signers.local import LocalAccount
+from sqlalchemy import Engine, bindparam, insert, select, update
+
+from ledger.calldata import SubmissionEvent, decode_submission_logs, encode_submit_claims
+from ledger.chain import ClaimSubmission, ContractAbi
+from ledger.compiler import load_artifact
+from ledger.errors import ChainUnavailableError, ContractRevertError, LedgerError
+from ledger.rpc import RpcClient, RpcError
+from ledger.store import outbox, submissions
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BATCH = 1000
+DEFAULT_MAX_WAIT_MS = 5.0
+DEFAULT_MAX_IN_FLIGHT = 4
+DEFAULT_MAX_TX_GAS = 25_000_000
+RECEIPT_POLL_S = 0.002
+RECONNECT_BACKOFF_S = 0.1
+# Upper bounds of the gas a batch may use (measured: about 54,500 per one-line claim and
+# 23,200 per further line; refunds return what is not used).
+GAS_PER_TX = 80_000
+GAS_PER_CLAIM = 70_000
+GAS_PER_EXTRA_LINE = 26_000
+
+
+@dataclass(frozen=True, slots=True)
+class SuspectMatch:
+    line_index: int
+    earlier_exact_key: str
+    earlier_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionResult:
+    """What the ledger did with one claim."""
+
+    status: str  # recorded | duplicate | voided | failed
+    exact_key: str
+    version: int
+    tx_hash: str
+    block_number: int | None
+    submission_id: int
+    suspects: tuple[SuspectMatch, ...] = ()
+    existing_version: int | None = None
+    replaced: tuple[str, int] | None = None
+    error: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Pending:
+    claim: ClaimSubmission
+    future: Future[SubmissionResult] = field(default_factory=Future)
+
+
+@dataclass
+class _InFlight:
+    outbox_id: int
+    nonce: int
+    tx_hash: str
+    raw: bytes
+    data: bytes
+    items: list[_Pending]
+    submission_ids: list[int]
+
+
+def _hex(b: bytes) -> str:
+    return "0x" + b.hex()
+
+
+def estimate_gas(claims: Sequence[ClaimSubmission]) -> int:
+    return GAS_PER_TX + sum(GAS_PER_CLAIM + GAS_PER_EXTRA_LINE * max(0, len(c.line_keys) - 1) for c in claims)
+
+
+def assign_results(
+    claims: Sequence[ClaimSubmission],
+    events: Sequence[SubmissionEvent],
+    *,
+    tx_hash: str,
+    block_number: int,
+    submission_ids: Sequence[int],
+) -> list[SubmissionResult]:
+    """Split a batch's events into one result per claim (each claim ends with one terminal event)."""
+    results: list[SubmissionResult] = []
+    suspects: list[SuspectMatch] = []
+    replaced: tuple[str, int] | None = None
+    for e in events:
+        if e.kind == "suspect":
+            suspects.append(SuspectMatch(e.line_index, _hex(e.other_key), e.other_version))
+            continue
+        if e.kind == "replaced":
+            replaced = (_hex(e.exact_key), e.version)
+            continue
+        i = len(results)
+        if i >= len(claims):
+            raise LedgerError(f"transaction {tx_hash} has more results than its {len(claims)} claims")
+        status = {"submitted": "recorded", "refused": "duplicate", "voided": "voided"}[e.kind]
+        results.append(
+            SubmissionResult(
+                status=status,
+                exact_key=_hex(e.exact_key),
+                version=e.version if status != "duplicate" else 0,
+                tx_hash=tx_hash,
+                block_number=block_number,
+                submission_id=submission_ids[i],
+                suspects=tuple(suspects),
+                existing_version=e.version if status == "duplicate" else None,
+                replaced=replaced,
+            )
+        )
+        suspects, replaced = [], None
+    if len(results) != len(claims):
+        raise LedgerError(f"transaction {tx_hash} gave {len(results)} results for {len(claims)} claims")
+    return results
+
+
+class SubmissionPipeline:
+    """Batches claims into ``submitClaims`` transactions signed by ``account``."""
+
+    def __init__(
+        self,
+        rpc: RpcClient,
+        contract_address: str,
+        account: LocalAccount,
+        engine: Engine,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        max_tx_gas: int = DEFAULT_MAX_TX_GAS,
+        after_send: Callable[[str], None] | None = None,
+    ) -> None:
+        if max_batch < 1:
+            raise LedgerError(f"max_batch must be at least 1, not {max_batch}")
+        self.rpc = rpc
+        self.address = contract_address
+        self.account = account
+        self.engine = engine
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.max_in_flight = max_in_flight
+        self.max_tx_gas = max_tx_gas
+        self._after_send = after_send  # a test hook: called with each tx hash right after sending
+        self._abi = ContractAbi(load_artifact()["abi"])
+        self._queue: queue.Queue[_Pending | None] = queue.Queue()
+        self._carry: _Pending | None = None
+        self._in_flight: deque[_InFlight] = deque()
+        self._in_flight_lock = threading.Condition()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._chain_id = 0
+        self._nonce = 0
+        self._fees: tuple[int, int] = (0, 0)
+        self.reconciled_resends = 0
+
+    # -------------------------------------------------------------- lifecycle
+
+    def start(self) -> SubmissionPipeline:
+        self._chain_id = self.rpc.chain_id()
+        self._fees = self._fee_caps()
+        self.reconcile()
+        self._stopping.clear()
+        for target, name in ((self._batch_loop, "batcher"), (self._receipt_loop, "receipts")):
+            t = threading.Thread(target=target, name=f"pipeline-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after sending what is queued and waiting for its receipts."""
+        self._queue.put(None)
+        deadline = time.monotonic() + timeout
+        for t in self._threads[:1]:
+            t.join(max(0.0, deadline - time.monotonic()))
+        with self._in_flight_lock:
+            while self._in_flight and time.monotonic() < deadline:
+                self._in_flight_lock.wait(0.05)
+        self._stopping.set()
+        with self._in_flight_lock:
+            self._in_flight_lock.notify_all()
+        for t in self._threads[1:]:
+            t.join(max(0.0, deadline - time.monotonic()))
+        self._threads = []
+
+    # -------------------------------------------------------------- intake
+
+    def submit(self, claim: ClaimSubmission) -> Future[SubmissionResult]:
+        if self._stopping.is_set() or not self._threads:
+            raise LedgerError("the submission pipeline is not running")
+        pending = _Pending(claim)
+        self._queue.put(pending)
+        return pending.future
+
+    def submit_many(self, claims: Sequence[ClaimSubmission]) -> list[Future[SubmissionResult]]:
+        return [self.submit(c) for c in claims]
+
+    # -------------------------------------------------------------- batching and sending
+
+    def _collect(self) -> list[_Pending] | None:
+        first = self._carry or self._queue.get()
+        self._carry = None
+        if first is None:
+            return None
+        batch = [first]
+        gas = estimate_gas([first.claim])
+        deadline = time.monotonic() + self.max_wait_s
+        while len(batch) < self.max_batch:
+            remaining = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)
+                break
+            extra = estimate_gas([item.claim]) - GAS_PER_TX
+            if gas + extra > self.max_tx_gas:
+                self._carry = item  # first of the next batch, so order is kept
+                break
+            batch.append(item)
+            gas += extra
+        return batch
+
+    def _batch_loop(self) -> None:
+        while True:
+            batch = self._collect()
+            if batch is None:
+                return
+            with self._in_flight_lock:
+                while len(self._in_flight) >= self.max_in_flight and not self._stopping.is_set():
+                    self._in_flight_lock.wait(0.05)
+            try:
+                self._sign_store_send(batch)
+            except Exception as exc:  # noqa: BLE001 - every caller must hear of it
+                log.exception("batch of %d claims failed before it was stored", len(batch))
+                error = exc if isinstance(exc, LedgerError) else LedgerError(f"batch failed: {exc}")
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(error)
+
+    def _fee_caps(self) -> tuple[int, int]:
+        price = self.rpc.gas_price()
+        return (max(price * 2, 1), 0)
+
+    def _sign(self, claims: Sequence[ClaimSubmission], nonce: int) -> tuple[str, bytes, bytes]:
+        max_fee, tip = self._fees
+        data = encode_submit_claims(claims)
+        tx = {
+            "type": 2,
+            "chainId": self._chain_id,
+            "nonce": nonce,
+            "to": self.address,
+            "value": 0,
+            "data": data,
+            "gas": min(estimate_gas(claims), max(self.max_tx_gas, GAS_PER_TX + GAS_PER_CLAIM)),
+            "maxFeePerGas": max_fee,
+            "maxPriorityFeePerGas": tip,
+        }
+        signed = self.account.sign_transaction(tx)
+        return _hex(bytes(signed.hash)), bytes(signed.raw_transaction), data
+
+    def _sign_store_send(self, batch: list[_Pending]) -> None:
+        claims = [p.claim for p in batch]
+        nonce = self._nonce
+        tx_hash, raw, data = self._sign(claims, nonce)
+        now = int(time.time())
+        with self.engine.begin() as conn:
+            outbox_id = conn.execute(
+                insert(outbox).values(
+                    account=self.account.address,
+                    nonce=nonce,
+                    tx_hash=tx_hash,
+                    raw=raw,
+                    claim_count=len(claims),
+                    status="signed",
+                    created_at=now,
+                    updated_at=now,
+                )
+            ).inserted_primary_key[0]
+            conn.execute(
+                insert(submissions),
+                [
+                    {
+                        "outbox_id": outbox_id,
+                        "position": i,
+                        "exact_key": c.exact_key,
+                        "document_hash": c.document_hash,
+                        "frequency": c.frequency,
+                        "status": "pending",
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for i, c in enumerate(claims)
+                ],
+            )
+            first_id = conn.execute(
+                select(submissions.c.id).where(submissions.c.outbox_id == outbox_id, submissions.c.position == 0)
+            ).scalar_one()
+        self._nonce = nonce + 1
+        ids = list(range(first_id, first_id + len(claims)))
+        flight = _InFlight(outbox_id, nonce, tx_hash, raw, data, batch, ids)
+        with self._in_flight_lock:
+            self._in_flight.append(flight)
+            self._in_flight_lock.notify_all()
+        self._send(flight.raw, tx_hash)
+        if self._after_send is not None:
+            self._after_send(tx_hash)
+
+    def _send(self, raw: bytes, tx_hash: str) -> None:
+        try:
+            self.rpc.send_raw(raw)
+        except ChainUnavailableError:
+            log.warning("node unreachable sending %s; it stays in the outbox and goes again", tx_hash)
+        except RpcError as exc:
+            if not _already_known(exc):
+                raise
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.tx_hash == tx_hash, outbox.c.status == "signed")
+                .values(status="sent", updated_at=int(time.time()))
+            )
+
+    # -------------------------------------------------------------- receipts
+
+    def _receipt_loop(self) -> None:
+        while True:
+            with self._in_flight_lock:
+                while not self._in_flight:
+                    if self._stopping.is_set():
+                        return
+                    self._in_flight_lock.wait(0.05)
+                flight = self._in_flight[0]
+            try:
+                receipt = self.rpc.receipt(flight.tx_hash)
+            except ChainUnavailableError:
+                self._wait_for_node()
+                continue
+            if receipt is None:
+                if self._stopping.is_set():
+                    return
+                time.sleep(RECEIPT_POLL_S)
+                continue
+            try:
+                self._settle(flight, receipt)
+            except Exception as exc:  # noqa: BLE001 - every caller must hear of it
+                log.exception("settling %s failed", flight.tx_hash)
+                error = exc if isinstance(exc, LedgerError) else LedgerError(f"settling failed: {exc}")
+                for p in flight.items:
+                    if not p.future.done():
+                        p.future.set_exception(error)
+            with self._in_flight_lock:
+                self._in_flight.popleft()
+                self._in_flight_lock.notify_all()
+
+    def _wait_for_node(self) -> None:
+        """The node went away: wait for it, then send again what it no longer has."""
+        log.warning("node unreachable; waiting for it to come back")
+        while not self._stopping.is_set():
+            if self.rpc.answers():
+                try:
+                    self._resend_missing()
+                    return
+                except ChainUnavailableError:
+                    pass
+            time.sleep(RECONNECT_BACKOFF_S)
+
+    def _resend_missing(self) -> None:
+        """Send again, in nonce order and with the same bytes, every outbox transaction the chain lacks."""
+        chain_nonce = self.rpc.nonce(self.account.address, "latest")
+        for row in self._outbox_rows_from(chain_nonce):
+            self._resend(row["tx_hash"], row["raw"])
+
+    def _resend(self, tx_hash: str, raw: bytes) -> None:
+        self.reconciled_resends += 1
+        try:
+            self.rpc.send_raw(raw)
+        except RpcError as exc:
+            if not _already_known(exc):
+                raise
+
+    def _settle(self, flight: _InFlight, receipt: dict[str, Any]) -> None:
+        claims = [p.claim for p in flight.items]
+        block = int(receipt["blockNumber"], 16)
+        if int(receipt["status"], 16) == 1:
+            events = decode_submission_logs(receipt["logs"], self.address)
+            results = assign_results(
+                claims, events, tx_hash=flight.tx_hash, block_number=block, submission_ids=flight.submission_ids
+            )
+            self._record(flight.outbox_id, "mined", block, results)
+            for p, r in zip(flight.items, results, strict=True):
+                if not p.future.done():
+                    p.future.set_result(r)
+            return
+        # Reverted: one claim of the batch broke a rule the contract enforces. Find it, fail it, send the rest again.
+        error = self._revert_reason(flight.data, block)
+        culprit = _culprit(claims, error)
+        failed = SubmissionResult(
+            status="failed",
+            exact_key=_hex(claims[culprit].exact_key) if culprit is not None else "",
+            version=0,
+            tx_hash=flight.tx_hash,
+            block_number=block,
+            submission_id=flight.submission_ids[culprit] if culprit is not None else 0,
+            error=error.to_dict(),
+        )
+        results_by_pos: dict[int, SubmissionResult] = {}
+        retry: list[_Pending] = []
+        for i, p in enumerate(flight.items):
+            if culprit is None or i == culprit:
+                results_by_pos[i] = SubmissionResult(**{**asdict(failed), "submission_id": flight.submission_ids[i]})
+            else:
+                retry.append(p)
+        self._record(flight.outbox_id, "reverted", block, [], failed_positions=results_by_pos)
+        for i in results_by_pos:
+            p = flight.items[i]
+            if not p.future.done():
+                p.future.set_exception(
+                    ContractRevertError(error.error, error.error_args, call=f"submitClaims (claim {i} of the batch)")
+                )
+        for p in retry:
+            self._queue.put(p)
+
+    def _revert_reason(self, data: bytes, block: int) -> ContractRevertError:
+        """Replay a reverted batch on the state before its block to read the contract's custom error."""
+        call = {"from": self.account.address, "to": self.address, "data": _hex(data)}
+        try:
+            self.rpc.eth_call(call, hex(max(block - 1, 0)))
+        except RpcError as exc:
+            revert = exc.data if isinstance(exc.data, str) else None
+            if revert and len(revert) >= 10:
+                name, args = self._abi.decode_error(revert)
+                return ContractRevertError(name, args, call="submitClaims")
+        return ContractRevertError(
+            "Revert", {"reason": "the batch reverted and replaying it gave no reason"}, call="submitClaims"
+        )
+
+    def _record(
+        self,
+        outbox_id: int,
+        status: str,
+        block: int,
+        results: Sequence[SubmissionResult],
+        *,
+        failed_positions: dict[int, SubmissionResult] | None = None,
+    ) -> None:
+        now = int(time.time())
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(outbox).where(outbox.c.id == outbox_id).values(status=status, block_number=block, updated_at=now)
+            )
+            rows = [
+                {"sid": r.submission_id, "st": r.status, "ver": r.version, "res": orjson.dumps(r.to_dict()).decode()}
+                for r in results
+            ]
+            for r in (failed_positions or {}).values():
+                rows.append(
+                    {"sid": r.submission_id, "st": "failed", "ver": 0, "res": orjson.dumps(r.to_dict()).decode()}
+                )
+            if rows:
+                conn.execute(
+                    update(submissions)
+                    .where(submissions.c.id == bindparam("sid"))
+                    .values(status=bindparam("st"), version=bindparam("ver"), result=bindparam("res"), updated_at=now),
+                    rows,
+                )
+
+    # -------------------------------------------------------------- recovery
+
+    def _outbox_rows_from(self, nonce: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(outbox.c.id, outbox.c.nonce, outbox.c.tx_hash, outbox.c.raw, outbox.c.status)
+                .where(outbox.c.account == self.account.address, outbox.c.nonce >= nonce)
+                .where(outbox.c.status.in_(("signed", "sent", "mined", "reverted")))
+                .order_by(outbox.c.nonce)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def reconcile(self) -> int:
+        """Bring the outbox and the chain into agreement; returns how many were sent again.
+
+        Every outbox transaction the chain does not have (never sent, or lost with the node's
+        last blocks) is sent again with its same bytes, in nonce order; every one the chain has
+        gets its submission records settled from its receipt.
+        """
+        chain_nonce = self.rpc.nonce(self.account.address, "latest")
+        with self.engine.connect() as conn:
+            open_rows = [
+                dict(r)
+                for r in conn.execute(
+                    select(outbox.c.id, outbox.c.nonce, outbox.c.tx_hash, outbox.c.raw, outbox.c.status)
+                    .where(outbox.c.account == self.account.address)
+                    .where((outbox.c.status.in_(("signed", "sent"))) | (outbox.c.nonce >= chain_nonce))
+                    .order_by(outbox.c.nonce)
+                ).mappings()
+            ]
+            top = conn.execute(
+                select(outbox.c.nonce).where(outbox.c.account == self.account.address).order_by(outbox.c.nonce.desc())
+            ).first()
+        resent = 0
+        for row in open_rows:
+            if row["status"] in ("mined", "reverted") and row["nonce"] < chain_nonce:
+                continue
+            receipt = self.rpc.receipt(row["tx_hash"])
+            if receipt is None:
+                if row["nonce"] < chain_nonce:
+                    self._mark_dropped(row)
+                    continue
+                self._resend(row["tx_hash"], row["raw"])
+                resent += 1
+                receipt = self._wait_receipt(row["tx_hash"])
+            self._settle_recovered(row, receipt)
+        self._nonce = max(chain_nonce, (top[0] + 1) if top else 0)
+        return resent
+
+    def _wait_receipt(self, tx_hash: str, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            receipt = self.rpc.receipt(tx_hash)
+            if receipt is not None:
+                return receipt
+            time.sleep(RECEIPT_POLL_S)
+        raise ChainUnavailableError(f"no receipt for {tx_hash} within {timeout:.0f} s", retry_after=timeout)
+
+    def _settle_recovered(self, row: dict[str, Any], receipt: dict[str, Any]) -> None:
+        with self.engine.connect() as conn:
+            subs = conn.execute(
+                select(submissions.c.id, submissions.c.exact_key, submissions.c.document_hash, submissions.c.frequency)
+                .where(submissions.c.outbox_id == row["id"])
+                .order_by(submissions.c.position)
+            ).all()
+        if int(receipt["status"], 16) != 1:
+            failed = {
+                i: SubmissionResult("failed", _hex(s.exact_key), 0, row["tx_hash"], None, s.id, error={"code": "revert"})
+                for i, s in enumerate(subs)
+            }
+            self._record(row["id"], "reverted", int(receipt["blockNumber"], 16), [], failed_positions=failed)
+            return
+        events = decode_submission_logs(receipt["logs"], self.address)
+        claims = [
+            ClaimSubmission(s.exact_key, s.document_hash, (), 0, 0, 0, frequency=s.frequency) for s in subs
+        ]
+        results = assign_results(
+            claims,
+            events,
+            tx_hash=row["tx_hash"],
+            block_number=int(receipt["blockNumber"], 16),
+            submission_ids=[s.id for s in subs],
+        )
+        self._record(row["id"], "mined", int(receipt["blockNumber"], 16), results)
+
+    def _mark_dropped(self, row: dict[str, Any]) -> None:
+        log.error(
+            "outbox transaction %s (nonce %d) is not on chain but its nonce is used: another signer used this account",
+            row["tx_hash"],
+            row["nonce"],
+        )
+        with self.engine.begin() as conn:
+            conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(status="dropped"))
+            conn.execute(
+                update(submissions)
+                .where(submissions.c.outbox_id == row["id"])
+                .values(status="failed", result='{"error": "transaction dropped: nonce used by another signer"}')
+            )
+
+
+def _already_known(exc: RpcError) -> bool:
+    text = exc.rpc_message.lower()
+    return "already known" in text or "already imported" in text or "nonce too low" in text
+
+
+def _culprit(claims: Sequence[ClaimSubmission], error: ContractRevertError) -> int | None:
+    args = error.error_args
+    if "index" in args and isinstance(args["index"], int) and 0 <= args["index"] < len(claims):
+        return int(args["index"])
+    key = args.get("exactKey")
+    if isinstance(key, bytes):
+        for i, c in enumerate(claims):
+            if key in (c.exact_key, c.related_key):
+                return i
+    return None

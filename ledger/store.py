@@ -1,0 +1,180 @@
+"""The SQL store: schema and engine (SQLite by default, PostgreSQL by URL).
+
+Holds what the chain must not (encrypted documents), what the pipeline needs to survive a
+crash (the outbox of signed transactions and each caller's submission record), and the
+index of chain events (derived: it can be rebuilt from block 0).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Engine,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.exc import SQLAlchemyError
+
+from ledger.errors import StoreError
+
+metadata = MetaData()
+
+# ---------------------------------------------------------------- pipeline: outbox and submissions
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account", String(42), nullable=False),
+    Column("nonce", BigInteger, nullable=False),
+    Column("tx_hash", String(66), nullable=False, unique=True),
+    Column("raw", LargeBinary, nullable=False),
+    Column("claim_count", Integer, nullable=False),
+    # signed -> sent -> mined | reverted | dropped
+    Column("status", String(16), nullable=False),
+    Column("block_number", BigInteger),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("account", "nonce", name="uq_outbox_account_nonce"),
+)
+
+submissions = Table(
+    "submissions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("outbox_id", Integer, nullable=False, index=True),
+    Column("position", Integer, nullable=False),
+    Column("exact_key", LargeBinary(32), nullable=False),
+    Column("document_hash", LargeBinary(32), nullable=False),
+    Column("frequency", Integer, nullable=False),
+    # pending -> recorded | duplicate | voided | failed
+    Column("status", String(16), nullable=False),
+    Column("version", Integer),
+    Column("result", Text),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("outbox_id", "position", name="uq_submission_slot"),
+)
+
+# ---------------------------------------------------------------- index of chain events
+
+indexed_events = Table(
+    "indexed_events",
+    metadata,
+    Column("block_number", BigInteger, primary_key=True),
+    Column("log_index", Integer, primary_key=True),
+    Column("block_hash", String(66), nullable=False),
+    Column("tx_hash", String(66), nullable=False),
+    Column("tx_from", String(42)),
+    Column("block_time", BigInteger, nullable=False),
+    Column("name", String(48), nullable=False),
+    Column("exact_key", LargeBinary(32)),
+    Column("version", Integer),
+    Column("org", Integer),
+    Column("args", Text, nullable=False),
+    Index("ix_events_claim", "exact_key", "version"),
+    Index("ix_events_name_time", "name", "block_time"),
+)
+
+indexed_claims = Table(
+    "indexed_claims",
+    metadata,
+    Column("exact_key", LargeBinary(32), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("provider_org", Integer, nullable=False),
+    Column("payer_org", Integer, nullable=False),
+    Column("key_id", BigInteger, nullable=False),
+    Column("line_count", Integer, nullable=False),
+    Column("total_charge", BigInteger, nullable=False),
+    Column("frequency", Integer, nullable=False),
+    Column("suspect", Boolean, nullable=False),
+    Column("document_hash", LargeBinary(32), nullable=False, index=True),
+    Column("replaces_key", LargeBinary(32)),
+    Column("replaces_version", Integer),
+    Column("outcome", String(16)),
+    Column("allowed_amount", BigInteger),
+    Column("paid_amount", BigInteger),
+    Column("submitted_block", BigInteger, nullable=False),
+    Column("submitted_tx", String(66), nullable=False),
+    Column("submitted_at", BigInteger, nullable=False),
+    Column("paid_at", BigInteger),
+    Column("updated_block", BigInteger, nullable=False),
+    Index("ix_claims_provider", "provider_org", "submitted_at"),
+    Index("ix_claims_payer", "payer_org", "submitted_at"),
+)
+
+indexed_blocks = Table(
+    "indexed_blocks",
+    metadata,
+    Column("number", BigInteger, primary_key=True),
+    Column("hash", String(66), nullable=False),
+    Column("parent_hash", String(66), nullable=False),
+)
+
+indexer_cursor = Table(
+    "indexer_cursor",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("contract", String(42), nullable=False),
+    Column("block_number", BigInteger, nullable=False),
+    Column("block_hash", String(66), nullable=False),
+)
+
+# ---------------------------------------------------------------- off-chain documents
+
+documents = Table(
+    "documents",
+    metadata,
+    Column("document_hash", LargeBinary(32), primary_key=True),
+    Column("key_id", String(16), nullable=False),
+    Column("nonce", LargeBinary(12), nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite gets WAL, a busy timeout and foreign keys."""
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+            @event.listens_for(engine, "connect")
+            def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+                cur = dbapi_connection.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.close()
+
+        else:
+            engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+        metadata.create_all(engine)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"database at {_redact(url)} cannot be opened: {exc}") from exc
+    return engine
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
