@@ -399,7 +399,7 @@ class Keyring:
                 entries.append(
                     KeyringEntry(
                         key,
-                        created_at=_parse_time(item["created_at"]) or _utc(None),
+                        created_at=_required_time(item["created_at"]),
                         retired_at=_parse_time(item.get("retired_at")),
                         valid_until=_parse_time(item.get("valid_until")),
                     )
@@ -478,3 +478,10 @@ def _parse_time(text: Any) -> datetime | None:
     if moment.tzinfo is None:
         raise ValueError(f"time {text!r} without a time zone")
     return moment.astimezone(UTC)
+
+
+def _required_time(text: Any) -> datetime:
+    moment = _parse_time(text)
+    if moment is None:
+        raise ValueError("created_at")
+    return moment

@@ -1,14 +1,13 @@
-"""Fixtures of the brownie tests (run with `bash scripts/brownie.sh test`, never plain pytest).
+"""Fixtures of the brownie tests. Run them with `bash scripts/brownie.sh test`, never plain pytest.
 
-brownie's pytest plugin provides `accounts`, `chain`, the `ClaimLedger` container and the
-isolation fixtures; the consortium is deployed once per module by scripts/deploy.py's
-`deploy_consortium` and every test runs against a snapshot of it (fn_isolation).
+brownie's pytest plugin provides `accounts`, `chain`, the `ClaimLedger` container, the
+isolation fixtures and `state_machine`. The demo consortium is deployed once per module by
+scripts/deploy.py's `deploy_consortium`, and every test starts from it (fn_isolation).
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -16,11 +15,12 @@ import pytest
 from scripts.deploy import DEMO_KEY_ID, deploy_consortium
 
 FREQUENCY_ORIGINAL, FREQUENCY_REPLACEMENT, FREQUENCY_VOID = 1, 7, 8
+ZERO32 = "0x" + "00" * 32
 
-# IClaimLedger.Status / Outcome
-STATUS = ("None", "Submitted", "Accepted", "Rejected", "Adjudicated", "Paid", "Voided", "Replaced")
+# IClaimLedger.Status and IClaimLedger.Outcome
 S_NONE, S_SUBMITTED, S_ACCEPTED, S_REJECTED, S_ADJUDICATED, S_PAID, S_VOIDED, S_REPLACED = range(8)
-O_NONE, O_APPROVED, O_PARTLY, O_DENIED = range(4)
+LIVE = frozenset({S_SUBMITTED, S_ACCEPTED, S_ADJUDICATED, S_PAID})
+O_NONE, O_APPROVED, O_PARTLY_APPROVED, O_DENIED = range(4)
 
 
 def pack_terms(
@@ -32,7 +32,7 @@ def pack_terms(
     frequency: int = FREQUENCY_ORIGINAL,
     related_version: int = 0,
 ) -> int:
-    """`ClaimSubmission.terms`, packed as IClaimLedger.sol documents (checked against packTerms)."""
+    """`ClaimSubmission.terms` packed as IClaimLedger.sol documents it (test_pack_terms checks it)."""
     return (
         total_charge
         | key_id << 96
@@ -43,37 +43,87 @@ def pack_terms(
     )
 
 
-def b32(n: int, tag: int) -> str:
-    """A distinct non-zero bytes32 per (tag, n)."""
-    return "0x" + (tag.to_bytes(1, "big") + n.to_bytes(31, "big")).hex()
+def b32(tag: int, n: int) -> str:
+    """A distinct non-zero bytes32 for each (tag, n)."""
+    return "0x" + (bytes([tag]) + n.to_bytes(31, "big")).hex()
 
 
-@dataclass
+def typed_error(name: str, *args: Any) -> str:
+    """A custom error as brownie 1.22 decodes it into `revert_msg`: "Name: arg, arg".
+
+    Pass bytes32 values as 0x-strings or bytes, addresses as accounts or 0x-strings, and
+    integers (enums included) as ints.
+    """
+
+    def show(a: Any) -> str:
+        if hasattr(a, "address"):
+            return str(a.address).lower()
+        if isinstance(a, str) and a.startswith("0x"):
+            raw = bytes.fromhex(a[2:])
+            return a.lower() if len(raw) == 20 else str(raw)
+        if isinstance(a, bytes):
+            return str(bytes(a))
+        return str(int(a))
+
+    return f"{name}: {', '.join(show(a) for a in args)}"
+
+
+def plain(value: Any) -> Any:
+    """A brownie return value as plain Python: tuples, ints, bools, 0x-strings (addresses checksummed).
+
+    brownie 1.22.2 (mypyc-compiled) raises "TypeError: brownie.convert.datatypes.Wei object
+    expected; got int" when a ReturnValue is compared with a tuple or list holding ints, so the
+    tests compare plain values instead.
+    """
+    if isinstance(value, (tuple, list)):
+        return tuple(plain(v) for v in value)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, bytes):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
 class ClaimFactory:
-    """Makes claim submissions with fresh keys: (exactKey, documentHash, relatedKey, terms, lineKeys)."""
+    """Claim submissions (exactKey, documentHash, relatedKey, terms, lineKeys) with fresh keys."""
 
-    key_id: int
-    counter: Any = None
-
-    def __post_init__(self) -> None:
-        self.counter = itertools.count(1)
+    def __init__(self, key_id: int) -> None:
+        self.key_id = key_id
+        self._counter = itertools.count(1)
 
     def new_key(self) -> str:
-        return b32(next(self.counter), 0xE1)
+        return b32(0xE1, next(self._counter))
 
     def claim(
-        self, payer_org: int, charge: int = 12_500, lines: int = 1, exact_key: str | None = None, **terms: int
+        self,
+        payer_org: int,
+        charge: int = 12_500,
+        lines: int = 1,
+        *,
+        exact_key: str | None = None,
+        line_keys: list[str] | None = None,
+        key_id: int | None = None,
     ) -> tuple:
-        key = exact_key or self.new_key()
-        n = next(self.counter)
-        line_keys = [b32(n * 16 + j, 0x11) for j in range(lines)]
-        return (key, b32(n, 0xD0), terms.pop("related_key", "0x" + "00" * 32),
-                pack_terms(charge, self.key_id, payer_org, line_count=lines, **terms), line_keys)
+        n = next(self._counter)
+        key = exact_key or b32(0xE1, n)
+        keys = line_keys if line_keys is not None else [b32(0x11, n * 64 + j) for j in range(lines)]
+        terms = pack_terms(charge, self.key_id if key_id is None else key_id, payer_org, line_count=len(keys))
+        return (key, b32(0xD0, n), ZERO32, terms, keys)
+
+    def void(self, exact_key: str, version: int) -> tuple:
+        """A frequency-8 submission that voids (exact_key, version)."""
+        n = next(self._counter)
+        terms = pack_terms(0, 0, 0, line_count=0, frequency=FREQUENCY_VOID, related_version=version)
+        return (exact_key, b32(0xD0, n), exact_key, terms, [])
 
 
 @pytest.fixture(scope="module")
 def consortium(ClaimLedger, accounts):
-    return deploy_consortium(ClaimLedger, accounts, quiet=True)
+    return deploy_consortium(ClaimLedger, accounts)
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +144,11 @@ def payers(consortium):
 @pytest.fixture(scope="module")
 def payer_orgs(consortium):
     return [consortium.orgs["demo-payer-a"], consortium.orgs["demo-payer-b"]]
+
+
+@pytest.fixture(scope="module")
+def provider_org(consortium):
+    return consortium.orgs["demo-provider"]
 
 
 @pytest.fixture

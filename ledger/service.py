@@ -1,0 +1,276 @@
+"""The one door to the ledger: submit, act, verify, read history.
+
+Turns claim documents into what the contract records (validation, normal form, keyed
+fingerprints), sends them through the submission pipeline of the caller's signing account,
+keeps each document encrypted off chain, and answers from the chain and its SQL index.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from sqlalchemy import Engine, select
+
+from ledger.chain import ClaimLedgerContract, ClaimSubmission, org_id
+from ledger.claim import Claim, Frequency, parse_claim
+from ledger.documents import DocumentVault
+from ledger.errors import (
+    ClaimNotFoundError,
+    ClaimValidationError,
+    FieldProblem,
+    LedgerError,
+    PermissionDeniedError,
+)
+from ledger.fingerprint import Keyring, canonical_document, fingerprints_for_rotation
+from ledger.indexer import Indexer
+from ledger.pipeline import SubmissionPipeline, SubmissionResult
+from ledger.rpc import RpcClient
+from ledger.store import indexed_claims, indexed_events
+from ledger.validation import find_problems
+
+FREQUENCY_CODES = {Frequency.ORIGINAL: 1, Frequency.REPLACEMENT: 7, Frequency.VOID: 8}
+
+
+@dataclass(frozen=True)
+class Member:
+    """A consortium organisation as this gateway acts for it."""
+
+    name: str
+    role: str
+    org: int
+    account: LocalAccount
+
+
+@dataclass
+class ClaimOutcome:
+    """The answer for one claim of a submission, in the order submitted."""
+
+    status: str  # recorded | duplicate | voided | invalid | failed
+    claim_id: str | None
+    exact_key: str | None = None
+    version: int | None = None
+    document_hash: str | None = None
+    tx_hash: str | None = None
+    block_number: int | None = None
+    suspects: list[dict[str, Any]] = field(default_factory=list)
+    existing: dict[str, Any] | None = None
+    replaced: dict[str, Any] | None = None
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+
+
+class ClaimLedgerService:
+    """The ledger as a gateway uses it. One pipeline per signing account, started lazily."""
+
+    def __init__(
+        self,
+        *,
+        rpc_url: str,
+        contract: ClaimLedgerContract,
+        engine: Engine,
+        keyring: Keyring,
+        vault: DocumentVault,
+        max_batch: int = 1000,
+        max_wait_ms: float = 5.0,
+        max_tx_gas: int = 25_000_000,
+    ) -> None:
+        self.rpc = RpcClient(rpc_url)
+        self.contract = contract
+        self.engine = engine
+        self.keyring = keyring
+        self.vault = vault
+        self.indexer = Indexer(self.rpc, contract.address, engine)
+        self._pipeline_settings = {"max_batch": max_batch, "max_wait_ms": max_wait_ms, "max_tx_gas": max_tx_gas}
+        self._pipelines: dict[str, SubmissionPipeline] = {}
+        self._orgs: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    # -------------------------------------------------------------- lifecycle
+
+    def pipeline(self, account: LocalAccount) -> SubmissionPipeline:
+        with self._lock:
+            p = self._pipelines.get(account.address)
+            if p is None:
+                p = SubmissionPipeline(
+                    self.rpc, self.contract.address, account, self.engine, **self._pipeline_settings
+                ).start()
+                self._pipelines[account.address] = p
+            return p
+
+    def close(self) -> None:
+        with self._lock:
+            for p in self._pipelines.values():
+                p.stop()
+            self._pipelines.clear()
+
+    def org_index(self, name: str) -> int:
+        """The on-chain index of organisation ``name`` (0 if it is not registered)."""
+        cached = self._orgs.get(name)
+        if cached is None:
+            cached = int(self.contract.call("organisationIndex", org_id(name)))
+            if cached:
+                self._orgs[name] = cached
+        return cached
+
+    # -------------------------------------------------------------- provider
+
+    def prepare(self, data: Mapping[str, Any], *, today: date | None = None) -> tuple[Claim, list[FieldProblem]]:
+        """Parse and check one claim document; every problem is listed, none raised."""
+        try:
+            claim = parse_claim(data)
+        except ClaimValidationError as exc:
+            return None, exc.problems  # type: ignore[return-value]
+        problems = find_problems(claim, today=today)
+        if self.org_index(claim.payer_id) == 0:
+            problems.append(
+                FieldProblem("payer_id", claim.payer_id, "unknown_payer", f"payer {claim.payer_id} is not a consortium member")
+            )
+        return claim, problems
+
+    def submit(self, member: Member, documents: Sequence[Mapping[str, Any]]) -> list[ClaimOutcome]:
+        """Submit claims for a provider; one outcome per document, in order."""
+        if member.role != "provider":
+            raise PermissionDeniedError(f"{member.name} is a {member.role}: only providers submit claims")
+        outcomes: list[ClaimOutcome | None] = [None] * len(documents)
+        waiting: list[tuple[int, Claim, bytes, Future[SubmissionResult]]] = []
+        sealed: list[tuple[bytes, bytes]] = []
+        pipeline = self.pipeline(member.account)
+        for i, data in enumerate(documents):
+            claim, problems = self.prepare(data)
+            if problems:
+                ref = claim.claim_id if claim is not None else _claim_ref(data)
+                outcomes[i] = ClaimOutcome("invalid", ref, problems=[p.to_dict() for p in problems])
+                continue
+            prints = fingerprints_for_rotation(claim, self.keyring)
+            current = prints[0]
+            earlier = self._live_under_retiring_keys(prints[1:])
+            if earlier is not None:
+                outcomes[i] = ClaimOutcome(
+                    "duplicate", claim.claim_id, exact_key=earlier["exact_key"], existing=earlier
+                )
+                continue
+            related_key, related_version = b"\x00" * 32, 0
+            if claim.frequency is not Frequency.ORIGINAL:
+                related_key, related_version = self._original_of(member, claim)
+            submission = ClaimSubmission(
+                exact_key=current.exact_key,
+                document_hash=current.document_hash,
+                line_keys=current.line_keys,
+                key_id=current.key_id,
+                payer_org=self.org_index(claim.payer_id),
+                total_charge=claim.total_charge_cents,
+                frequency=FREQUENCY_CODES[claim.frequency],
+                related_key=related_key,
+                related_version=related_version,
+            )
+            sealed.append((current.document_hash, canonical_document(claim)))
+            waiting.append((i, claim, current.document_hash, pipeline.submit(submission)))
+        self.vault.put_many(sealed)
+        for i, claim, doc_hash, future in waiting:
+            try:
+                r = future.result()
+            except LedgerError as exc:
+                outcomes[i] = ClaimOutcome("failed", claim.claim_id, error=exc.to_dict())
+                continue
+            outcomes[i] = _outcome(claim, doc_hash, r)
+        return [o for o in outcomes if o is not None]
+
+    def _live_under_retiring_keys(self, prints: Sequence[Any]) -> dict[str, Any] | None:
+        for fp in prints:
+            version = self.contract.live_version(fp.exact_key)
+            if version:
+                return {"exact_key": "0x" + fp.exact_key.hex(), "version": version, "key_id": fp.key_id}
+        return None
+
+    def _original_of(self, member: Member, claim: Claim) -> tuple[bytes, int]:
+        """The ledger claim a replacement or void names: a ledger ref ``0x<key>:<version>``."""
+        ref = claim.original_claim_id or ""
+        key, _, version = ref.partition(":")
+        try:
+            exact_key = bytes.fromhex(key.removeprefix("0x").removeprefix("0X"))
+            if len(exact_key) != 32:
+                raise ValueError
+            return exact_key, int(version)
+        except ValueError:
+            raise ClaimValidationError(
+                [
+                    FieldProblem(
+                        "original_claim_id",
+                        ref,
+                        "original_not_found",
+                        "a replacement or void must name the ledger claim it changes as 0x<exact key>:<version>",
+                    )
+                ],
+                claim_ref=claim.claim_id,
+            ) from None
+
+    # -------------------------------------------------------------- reads
+
+    def index(self) -> None:
+        self.indexer.run_once()
+
+    def claim(self, exact_key: bytes, version: int) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(indexed_claims).where(indexed_claims.c.exact_key == exact_key, indexed_claims.c.version == version)
+            ).mappings().first()
+        if row is None:
+            raise ClaimNotFoundError(f"no claim 0x{exact_key.hex()}:{version} in the index")
+        return {k: ("0x" + v.hex() if isinstance(v, bytes) else v) for k, v in row.items()}
+
+    def history(self, exact_key: bytes, version: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(indexed_events)
+                .where(indexed_events.c.exact_key == exact_key, indexed_events.c.version == version)
+                .order_by(indexed_events.c.block_number, indexed_events.c.log_index)
+            ).mappings().all()
+        return [{k: ("0x" + v.hex() if isinstance(v, bytes) else v) for k, v in r.items()} for r in rows]
+
+    def verify(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Whether a claim document is one the ledger recorded, which, and its status."""
+        claim = parse_claim(data)
+        for fp in fingerprints_for_rotation(claim, self.keyring):
+            with self.engine.connect() as conn:
+                row = conn.execute(
+                    select(indexed_claims).where(indexed_claims.c.document_hash == fp.document_hash)
+                ).mappings().first()
+            if row is not None:
+                return {
+                    "matches": True,
+                    "exact_key": "0x" + row["exact_key"].hex(),
+                    "version": row["version"],
+                    "status": row["status"],
+                    "key_id": fp.key_id,
+                }
+        return {"matches": False}
+
+
+def _claim_ref(data: Mapping[str, Any]) -> str | None:
+    ref = data.get("claim_id") if isinstance(data, Mapping) else None
+    return str(ref) if ref is not None else None
+
+
+def _outcome(claim: Claim, doc_hash: bytes, r: SubmissionResult) -> ClaimOutcome:
+    return ClaimOutcome(
+        status=r.status,
+        claim_id=claim.claim_id,
+        exact_key=r.exact_key,
+        version=r.version or None,
+        document_hash="0x" + doc_hash.hex(),
+        tx_hash=r.tx_hash,
+        block_number=r.block_number,
+        suspects=[
+            {"line_index": s.line_index, "earlier_exact_key": s.earlier_exact_key, "earlier_version": s.earlier_version}
+            for s in r.suspects
+        ],
+        existing={"exact_key": r.exact_key, "version": r.existing_version} if r.status == "duplicate" else None,
+        replaced={"exact_key": r.replaced[0], "version": r.replaced[1]} if r.replaced else None,
+        error=r.error,
+    )

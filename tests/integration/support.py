@@ -1,0 +1,431 @@
+"""The consortium the integration tests run against, and the assertions they share.
+
+One anvil runs for the whole session; the consortium is deployed on it once and every test
+starts from an anvil snapshot of it (:class:`Snapshots`), so a test pays for the
+transactions it makes, not for a fresh deployment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, TypeVar
+
+import pytest
+from eth_utils import keccak, to_checksum_address
+from web3 import Web3
+
+from ledger.chain import ZERO32, ClaimLedgerContract, ClaimSubmission, TransactionOutcome
+from ledger.errors import ContractRevertError
+
+T = TypeVar("T")
+
+KEY_ID = 7
+"""The fingerprint key id the test consortium accepts."""
+UINT64_MAX = 2**64 - 1
+DEFAULT_CHARGE = 25_000
+"""A claim's total charge in cents unless a test says otherwise."""
+BASE_SNAPSHOT = "consortium"
+
+DEFAULT_ADMIN_ROLE = ZERO32
+OPERATOR_ROLE = keccak(text="OPERATOR_ROLE")
+PROVIDER_ROLE = keccak(text="PROVIDER_ROLE")
+PAYER_ROLE = keccak(text="PAYER_ROLE")
+AUDITOR_ROLE = keccak(text="AUDITOR_ROLE")
+REGISTRY_ROLE = keccak(text="REGISTRY_ROLE")
+
+# 277CA: A2 acknowledged / accepted, A3 returned as unprocessable, with a status code.
+ACCEPTED_REASON = b"A2:20"
+REJECTED_REASON = b"A3:21"
+
+
+class Role(IntEnum):
+    """IClaimLedger.Role."""
+
+    NONE = 0
+    PROVIDER = 1
+    PAYER = 2
+    AUDITOR = 3
+
+
+class Status(IntEnum):
+    """IClaimLedger.Status; ``label`` is the name ledger.chain gives it."""
+
+    NONE = 0
+    SUBMITTED = 1
+    ACCEPTED = 2
+    REJECTED = 3
+    ADJUDICATED = 4
+    PAID = 5
+    VOIDED = 6
+    REPLACED = 7
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class Outcome(IntEnum):
+    """IClaimLedger.Outcome; ``label`` is the name ledger.chain gives it."""
+
+    NONE = 0
+    APPROVED = 1
+    PARTLY_APPROVED = 2
+    DENIED = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+LIVE = frozenset({Status.SUBMITTED, Status.ACCEPTED, Status.ADJUDICATED, Status.PAID})
+
+
+def random_key() -> bytes:
+    return os.urandom(32)
+
+
+def bytes8(code: bytes) -> bytes:
+    return code.ljust(8, b"\0")
+
+
+def bytes4(code: str) -> bytes:
+    return code.encode("ascii").ljust(4, b"\0")
+
+
+def normalise(value: Any) -> Any:
+    """Event and error values in one comparable form: checksummed addresses, plain ints and bytes, lists."""
+    if isinstance(value, dict):
+        return {k: normalise(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [normalise(v) for v in value]
+    if isinstance(value, str) and value.startswith("0x") and len(value) == 42:
+        return to_checksum_address(value)
+    if isinstance(value, IntEnum):
+        return int(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    return value
+
+
+def events_of(outcome: TransactionOutcome) -> list[tuple[str, dict[str, Any]]]:
+    """The contract events of a transaction, in order, as (name, args)."""
+    return [(e.name, normalise(e.args)) for e in outcome.events]
+
+
+def assert_events(outcome: TransactionOutcome, expected: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    assert events_of(outcome) == [(name, normalise(args)) for name, args in expected]
+
+
+def submitted(claim: ClaimSubmission, version: int, provider: int) -> tuple[str, dict[str, Any]]:
+    """The ClaimSubmitted event recording ``claim`` as ``version`` for organisation ``provider``."""
+    return (
+        "ClaimSubmitted",
+        {
+            "exactKey": claim.exact_key,
+            "version": version,
+            "providerOrg": provider,
+            "payerOrg": claim.payer_org,
+            "documentHash": claim.document_hash,
+            "keyId": claim.key_id,
+            "lineCount": len(claim.line_keys),
+            "totalCharge": claim.total_charge,
+            "frequency": claim.frequency,
+        },
+    )
+
+
+class Snapshots:
+    """Named anvil snapshots, oldest first.
+
+    anvil discards a snapshot when it reverts to it, and every later one with it; reverting
+    to a discarded id leaves anvil without a latest block, so this tracks which are alive.
+    """
+
+    def __init__(self, w3: Web3) -> None:
+        self.w3 = w3
+        self._alive: list[tuple[str, str]] = []
+        self._prepared: dict[str, Any] = {}
+
+    def _rpc(self, method: str, params: list[Any]) -> Any:
+        response = self.w3.provider.make_request(method, params)  # type: ignore[arg-type]
+        if "error" in response:
+            raise RuntimeError(f"{method}{params} failed: {response['error']}")
+        return response["result"]
+
+    def save(self, name: str) -> None:
+        self._alive = [(n, i) for n, i in self._alive if n != name]
+        self._alive.append((name, self._rpc("evm_snapshot", [])))
+
+    def restore(self, name: str) -> bool:
+        """Back to snapshot ``name`` (and keep it for next time); False if it was discarded."""
+        for position, (alive, snapshot_id) in enumerate(self._alive):
+            if alive == name:
+                break
+        else:
+            return False
+        if self._rpc("evm_revert", [snapshot_id]) is not True:
+            raise RuntimeError(f"anvil refused to revert to snapshot {name} ({snapshot_id})")
+        del self._alive[position:]
+        self.save(name)
+        return True
+
+    def prepared(self, name: str, build: Callable[[], T]) -> T:
+        """The chain as ``build`` leaves it on top of the base consortium; built once, then restored."""
+        if name not in self._prepared or not self.restore(name):
+            if not self.restore(BASE_SNAPSHOT):
+                raise RuntimeError("the base consortium snapshot is gone")
+            self._prepared[name] = build()
+            self.save(name)
+        return self._prepared[name]  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Org:
+    """A consortium member as the tests know it."""
+
+    name: str
+    index: int
+    role: Role
+    accounts: tuple[str, ...]
+    active: bool = True
+
+    @property
+    def account(self) -> str:
+        return self.accounts[0]
+
+
+@dataclass
+class Consortium:
+    """The deployed ledger and its members.
+
+    Accounts are anvil's unlocked dev accounts: 0 admin and operator, 1-2 PROV-A, 3 PROV-B,
+    4 PAYER-X, 5 PAYER-Y, 6 AUD-1, 7 PROV-OFF and 8 PAYER-OFF (both deactivated), 9 a
+    stranger, 10 a newcomer in no organisation, the rest spare.
+    """
+
+    w3: Web3
+    ledger: ClaimLedgerContract
+    admin: str
+    prov_a: Org
+    prov_b: Org
+    payer_x: Org
+    payer_y: Org
+    auditor: Org
+    prov_off: Org
+    payer_off: Org
+    stranger: str
+    newcomer: str
+    spare: tuple[str, ...]
+
+    @property
+    def orgs(self) -> tuple[Org, ...]:
+        return (self.prov_a, self.prov_b, self.payer_x, self.payer_y, self.auditor, self.prov_off, self.payer_off)
+
+    def org(self, index: int) -> Org:
+        return next(o for o in self.orgs if o.index == index)
+
+    def rpc(self, method: str, params: list[Any]) -> Any:
+        response = self.w3.provider.make_request(method, params)  # type: ignore[arg-type]
+        if "error" in response:
+            raise RuntimeError(f"{method}{params} failed: {response['error']}")
+        return response["result"]
+
+    def latest_timestamp(self) -> int:
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    # ---------------------------------------------------------------- claims
+
+    def claim(
+        self,
+        payer: Org | int | None = None,
+        *,
+        lines: int = 2,
+        line_keys: Sequence[bytes] | None = None,
+        exact_key: bytes | None = None,
+        document_hash: bytes | None = None,
+        charge: int = DEFAULT_CHARGE,
+        key_id: int = KEY_ID,
+        **fields: Any,
+    ) -> ClaimSubmission:
+        """An original claim with random keys, addressed to PAYER-X unless told."""
+        payer = self.payer_x if payer is None else payer
+        return ClaimSubmission(
+            exact_key=exact_key or random_key(),
+            document_hash=document_hash or random_key(),
+            line_keys=tuple(line_keys) if line_keys is not None else tuple(random_key() for _ in range(lines)),
+            key_id=key_id,
+            payer_org=payer.index if isinstance(payer, Org) else payer,
+            total_charge=charge,
+            **fields,
+        )
+
+    def replacement(
+        self,
+        original: ClaimSubmission,
+        version: int = 1,
+        *,
+        exact_key: bytes | None = None,
+        line_keys: Sequence[bytes] | None = None,
+        **fields: Any,
+    ) -> ClaimSubmission:
+        """A replacement (frequency 7) of ``(original, version)``: a new exact key unless told."""
+        return self.claim(
+            fields.pop("payer", original.payer_org),
+            exact_key=exact_key,
+            line_keys=line_keys if line_keys is not None else original.line_keys,
+            charge=fields.pop("charge", original.total_charge),
+            frequency=7,
+            related_key=original.exact_key,
+            related_version=version,
+            **fields,
+        )
+
+    def void_entry(self, original: ClaimSubmission, version: int = 1) -> ClaimSubmission:
+        """A void (frequency 8) of ``(original, version)``, sent through submitClaims."""
+        return self.claim(
+            original.payer_org,
+            exact_key=original.exact_key,
+            line_keys=original.line_keys,
+            charge=original.total_charge,
+            frequency=8,
+            related_key=original.exact_key,
+            related_version=version,
+        )
+
+    def submit(self, *claims: ClaimSubmission, sender: str | None = None) -> TransactionOutcome:
+        return self.ledger.submit_claims(list(claims), sender=sender or self.prov_a.account)
+
+    def simulate_submit(self, *claims: ClaimSubmission, sender: str | None = None) -> list[int]:
+        """What submitClaims would return (the versions recorded), without sending it."""
+        batch = [c.as_tuple() for c in claims]
+        return list(
+            self.ledger.contract.functions.submitClaims(batch).call({"from": sender or self.prov_a.account})
+        )
+
+    def submit_new(self, payer: Org | None = None, *, sender: str | None = None, **kw: Any) -> ClaimSubmission:
+        """A new original claim, recorded as version 1."""
+        claim = self.claim(payer, **kw)
+        self.submit(claim, sender=sender)
+        return claim
+
+    def payer_account(self, claim: ClaimSubmission) -> str:
+        return self.org(claim.payer_org).account
+
+    def provider_account(self, exact_key: bytes) -> str:
+        return self.org(self.ledger.claim_record(exact_key)["provider_org"]).account
+
+    def advance(
+        self,
+        claim: ClaimSubmission,
+        to: Status,
+        *,
+        version: int = 1,
+        outcome: Outcome = Outcome.APPROVED,
+    ) -> ClaimSubmission | None:
+        """Moves a submitted claim along its legal path to ``to``; returns the replacement for REPLACED."""
+        payer = self.payer_account(claim)
+        key = claim.exact_key
+        if to in (Status.ACCEPTED, Status.ADJUDICATED, Status.PAID):
+            self.ledger.acknowledge(key, version, True, ACCEPTED_REASON, sender=payer)
+        if to in (Status.ADJUDICATED, Status.PAID):
+            allowed = {
+                Outcome.APPROVED: claim.total_charge,
+                Outcome.PARTLY_APPROVED: claim.total_charge // 2,
+                Outcome.DENIED: 0,
+            }[outcome]
+            codes = () if outcome == Outcome.APPROVED else ("CO45" if allowed else "CO50",)
+            self.ledger.adjudicate(key, version, outcome.label, allowed, codes, sender=payer)
+        if to == Status.PAID:
+            self.ledger.record_payment(key, version, claim.total_charge // 2, random_key(), sender=payer)
+        if to == Status.REJECTED:
+            self.ledger.acknowledge(key, version, False, REJECTED_REASON, sender=payer)
+        if to == Status.VOIDED:
+            self.ledger.void_claim(key, version, sender=self.provider_account(key))
+        if to == Status.REPLACED:
+            replacement = self.replacement(claim, version)
+            self.submit(replacement, sender=self.provider_account(key))
+            return replacement
+        return None
+
+    # ---------------------------------------------------------------- refusals
+
+    def storage_hash(self) -> str:
+        return str(self.rpc("eth_getProof", [self.ledger.address, [], "latest"])["storageHash"])
+
+    def observe(
+        self,
+        keys: Iterable[bytes] = (),
+        line_keys: Iterable[bytes] = (),
+        accounts: Iterable[str] = (),
+        orgs: bool = False,
+    ) -> dict[str, Any]:
+        """What a refused call must leave as it was: blocks, contract storage, the named records."""
+        ledger = self.ledger
+        seen: dict[str, Any] = {
+            "block": self.w3.eth.block_number,
+            "storage": self.storage_hash(),
+            "records": {k: (ledger.claim_record(k), ledger.settlement(k)) for k in keys},
+            "lines": {k: ledger.line_holder(k) for k in line_keys},
+            "pending nonces": {a: self.w3.eth.get_transaction_count(a, "pending") for a in accounts},  # type: ignore[arg-type]
+        }
+        if orgs:
+            count = ledger.call("organisationCount")
+            seen["organisations"] = [ledger.call("organisation", i) for i in range(1, count + 1)]
+        return seen
+
+    def assert_refused(
+        self,
+        action: Callable[[], Any],
+        error: str,
+        args: dict[str, Any] | None = None,
+        *,
+        keys: Iterable[bytes] = (),
+        line_keys: Iterable[bytes] = (),
+        sender: str | None = None,
+        orgs: bool = False,
+    ) -> ContractRevertError:
+        """``action`` raises ContractRevertError ``error(args)`` and changes nothing on the chain."""
+        keys, line_keys = list(keys), list(line_keys)
+        accounts = [sender] if sender else []
+        before = self.observe(keys, line_keys, accounts, orgs)
+        with pytest.raises(ContractRevertError) as refused:
+            action()
+        assert (refused.value.error, normalise(refused.value.error_args)) == (error, normalise(args or {}))
+        assert self.observe(keys, line_keys, accounts, orgs) == before, "a refused call changed the chain"
+        return refused.value
+
+
+def build_consortium(w3: Web3) -> Consortium:
+    """Deploys a ClaimLedger and registers the test consortium (see :class:`Consortium`)."""
+    accounts = [to_checksum_address(a) for a in w3.eth.accounts]
+    admin = accounts[0]
+    ledger, _ = ClaimLedgerContract.deploy(w3, admin)
+
+    def register(name: str, role: Role, members: Sequence[str], active: bool = True) -> Org:
+        index = ledger.register_organisation(name, role.name.lower(), sender=admin)
+        for account in members:
+            ledger.add_account(index, account, sender=admin)
+        if not active:
+            ledger.transact("setOrganisationActive", index, False, sender=admin)
+        return Org(name, index, role, tuple(members), active)
+
+    consortium = Consortium(
+        w3=w3,
+        ledger=ledger,
+        admin=admin,
+        prov_a=register("PROV-A", Role.PROVIDER, accounts[1:3]),
+        prov_b=register("PROV-B", Role.PROVIDER, accounts[3:4]),
+        payer_x=register("PAYER-X", Role.PAYER, accounts[4:5]),
+        payer_y=register("PAYER-Y", Role.PAYER, accounts[5:6]),
+        auditor=register("AUD-1", Role.AUDITOR, accounts[6:7]),
+        prov_off=register("PROV-OFF", Role.PROVIDER, accounts[7:8], active=False),
+        payer_off=register("PAYER-OFF", Role.PAYER, accounts[8:9], active=False),
+        stranger=accounts[9],
+        newcomer=accounts[10],
+        spare=tuple(accounts[11:]),
+    )
+    ledger.set_fingerprint_key(KEY_ID, True, sender=admin)
+    return consortium
