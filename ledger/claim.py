@@ -337,6 +337,8 @@ def _label(loc: tuple[str | int, ...]) -> str:
     names = [part for part in loc if isinstance(part, str)]
     if not names:
         return "the claim"
+    if len(loc) == 2 and loc[0] == "service_lines" and isinstance(loc[1], int):
+        return f"line {loc[1] + 1}"
     label = FIELD_LABELS.get(names[-1], names[-1])
     if len(loc) > 2 and loc[0] == "service_lines" and isinstance(loc[1], int):
         label = f"line {loc[1] + 1}: {label}"

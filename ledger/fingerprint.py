@@ -68,46 +68,49 @@ _SORT_KEYS = orjson.OPT_SORT_KEYS
 
 
 def canonical_json(value: Any) -> bytes:
-    """RFC 8785 JSON of ``value``: dicts with ASCII keys, lists, str, bool, None and integers within
-    +-(2**53 - 1), which is all a :class:`Claim` holds (no floats: orjson writes them differently)."""
+    """RFC 8785 JSON of ``value``.
+
+    ``value`` holds what a :class:`Claim` holds: dicts with ASCII keys, lists and tuples, str,
+    bool, None, integers within +-(2**53 - 1), dates (written ``YYYY-MM-DD``) and str enums
+    (written as their value). No floats: orjson writes some of them differently.
+    """
     fast = orjson.dumps(value, option=_SORT_KEYS)
     if fast.isascii():
         return fast
-    return rfc8785.dumps(value)
-
-
-def canonical_json_reference(value: Any) -> bytes:
-    """RFC 8785 JSON by the reference implementation, without the fast path."""
-    return rfc8785.dumps(value)
+    # Outside the proven domain: re-read as plain JSON values and let the reference write them.
+    return rfc8785.dumps(orjson.loads(fast))
 
 
 def _line_object(line: ServiceLine) -> dict[str, Any]:
     return {
-        "service_date_from": line.service_date_from.isoformat(),
-        "service_date_to": line.service_date_to.isoformat(),
+        "service_date_from": line.service_date_from,
+        "service_date_to": line.service_date_to,
         "procedure_code": line.procedure_code,
-        "modifiers": list(line.modifiers),
+        "modifiers": line.modifiers,
         "units": line.units,
         "charge_cents": line.charge_cents,
         "place_of_service": line.place_of_service,
-        "diagnosis_pointers": list(line.diagnosis_pointers),
+        "diagnosis_pointers": line.diagnosis_pointers,
     }
 
 
 def canonical_object(claim: Claim) -> dict[str, Any]:
-    """The claim as JSON values: every field, ``null`` where absent, lines in canonical order."""
+    """The canonical document's content: every field, ``None`` where absent, lines in canonical order.
+
+    Values are left as orjson writes them natively (dates, enums, tuples); see :func:`canonical_json`.
+    """
     return {
         "claim_id": claim.claim_id,
-        "frequency": claim.frequency.value,
+        "frequency": claim.frequency,
         "original_claim_id": claim.original_claim_id,
         "billing_npi": claim.billing_npi,
         "rendering_npi": claim.rendering_npi,
         "payer_id": claim.payer_id,
-        "responsibility": claim.responsibility.value,
+        "responsibility": claim.responsibility,
         "member_id": claim.member_id,
-        "patient_birth_date": claim.patient_birth_date.isoformat(),
+        "patient_birth_date": claim.patient_birth_date,
         "place_of_service": claim.place_of_service,
-        "diagnoses": list(claim.diagnoses),
+        "diagnoses": claim.diagnoses,
         "service_lines": [_line_object(line) for line in claim.service_lines],
         "total_charge_cents": claim.total_charge_cents,
     }
@@ -199,17 +202,15 @@ class _Messages:
 
 
 def _messages(claim: Claim) -> _Messages:
-    member, responsibility = claim.member_id, claim.responsibility.value
+    member, responsibility = claim.member_id, claim.responsibility
     exact_lines = []
     line_messages = []
     for line in claim.service_lines:
-        start, end = line.service_date_from.isoformat(), line.service_date_to.isoformat()
-        modifiers = list(line.modifiers)
+        start, end, code, modifiers = line.service_date_from, line.service_date_to, line.procedure_code, line.modifiers
         place = line.place_of_service or claim.place_of_service
-        exact_lines.append([start, end, line.procedure_code, modifiers, line.units, line.charge_cents, place])
-        suspect = [member, start, end, line.procedure_code, modifiers, responsibility]
-        line_messages.append(SUSPECT_LABEL + canonical_json(suspect))
-    exact = [member, claim.billing_npi, responsibility, exact_lines]
+        exact_lines.append((start, end, code, modifiers, line.units, line.charge_cents, place))
+        line_messages.append(SUSPECT_LABEL + canonical_json((member, start, end, code, modifiers, responsibility)))
+    exact = (member, claim.billing_npi, responsibility, exact_lines)
     return _Messages(
         exact=EXACT_LABEL + canonical_json(exact),
         lines=tuple(line_messages),

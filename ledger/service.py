@@ -90,6 +90,7 @@ class ClaimLedgerService:
         self._pipelines: dict[str, SubmissionPipeline] = {}
         self._orgs: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._account_locks: dict[str, threading.Lock] = {}
 
     # -------------------------------------------------------------- lifecycle
 
@@ -210,10 +211,67 @@ class ClaimLedgerService:
                 claim_ref=claim.claim_id,
             ) from None
 
+    def void(self, member: Member, exact_key: bytes, version: int) -> ClaimOutcome:
+        """Void one of the provider's claims (through its pipeline, so its nonce stays its own)."""
+        record = self.claim_for(member, exact_key, version)
+        if record["provider_org"] != member.org:
+            raise PermissionDeniedError(f"{member.name} did not submit claim 0x{exact_key.hex()}:{version}")
+        submission = ClaimSubmission(
+            exact_key=exact_key,
+            document_hash=bytes.fromhex(record["document_hash"][2:]),
+            line_keys=(),
+            key_id=0,
+            payer_org=0,
+            total_charge=0,
+            frequency=8,
+            related_key=exact_key,
+            related_version=version,
+        )
+        r = self.pipeline(member.account).submit(submission).result()
+        return ClaimOutcome(r.status, None, exact_key=r.exact_key, version=r.version, tx_hash=r.tx_hash,
+                            block_number=r.block_number)
+
+    # -------------------------------------------------------------- payer
+
+    def _payer_step(self, member: Member, exact_key: bytes, version: int, step: str, *args: Any) -> dict[str, Any]:
+        if member.role != "payer":
+            raise PermissionDeniedError(f"{member.name} is a {member.role}: only payers {step}")
+        record = self.claim_for(member, exact_key, version)
+        if record["payer_org"] != member.org:
+            raise ClaimNotFoundError(f"no claim 0x{exact_key.hex()}:{version} addressed to {member.name}")
+        with self._account_lock(member.account.address):
+            outcome = getattr(self.contract, step)(exact_key, version, *args, sender=member.account)
+        return {"tx_hash": "0x" + outcome.transaction_hash.hex(), "block_number": outcome.block_number}
+
+    def acknowledge(self, member: Member, exact_key: bytes, version: int, accepted: bool, reason: str = "") -> dict[str, Any]:
+        return self._payer_step(member, exact_key, version, "acknowledge", accepted, reason.encode("ascii"))
+
+    def adjudicate(
+        self, member: Member, exact_key: bytes, version: int, outcome: str, allowed_cents: int, carc_codes: Sequence[str]
+    ) -> dict[str, Any]:
+        return self._payer_step(member, exact_key, version, "adjudicate", outcome, allowed_cents, list(carc_codes))
+
+    def record_payment(
+        self, member: Member, exact_key: bytes, version: int, paid_cents: int, remittance_hash: bytes
+    ) -> dict[str, Any]:
+        return self._payer_step(member, exact_key, version, "record_payment", paid_cents, remittance_hash)
+
+    def _account_lock(self, address: str) -> threading.Lock:
+        with self._lock:
+            return self._account_locks.setdefault(address, threading.Lock())
+
     # -------------------------------------------------------------- reads
 
     def index(self) -> None:
         self.indexer.run_once()
+
+    def claim_for(self, member: Member, exact_key: bytes, version: int) -> dict[str, Any]:
+        """The claim if ``member`` may see it (its provider, its payer, any auditor); else not found."""
+        self.indexer.run_once()
+        record = self.claim(exact_key, version)
+        if member.role == "auditor" or member.org in (record["provider_org"], record["payer_org"]):
+            return record
+        raise ClaimNotFoundError(f"no claim 0x{exact_key.hex()}:{version} that {member.name} may see")
 
     def claim(self, exact_key: bytes, version: int) -> dict[str, Any]:
         with self.engine.connect() as conn:

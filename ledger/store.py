@@ -147,6 +147,48 @@ documents = Table(
 )
 
 
+# ---------------------------------------------------------------- access audit log (HIPAA 164.312(b))
+
+access_log = Table(
+    "access_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", BigInteger, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("org", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("claim", String(80)),
+    Column("request_id", String(64), nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("entry_hash", String(64), nullable=False),
+)
+
+audit_anchors = Table(
+    "audit_anchors",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("head", String(64), nullable=False),
+    Column("tx_hash", String(66), nullable=False),
+    Column("block_number", BigInteger, nullable=False),
+)
+
+_APPEND_ONLY_SQLITE = (
+    "CREATE TRIGGER IF NOT EXISTS access_log_no_update BEFORE UPDATE ON access_log "
+    "BEGIN SELECT RAISE(ABORT, 'access_log is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS access_log_no_delete BEFORE DELETE ON access_log "
+    "BEGIN SELECT RAISE(ABORT, 'access_log is append-only'); END",
+)
+_APPEND_ONLY_POSTGRES = (
+    "CREATE OR REPLACE FUNCTION access_log_append_only() RETURNS trigger AS $$ "
+    "BEGIN RAISE EXCEPTION 'access_log is append-only'; END; $$ LANGUAGE plpgsql",
+    "DROP TRIGGER IF EXISTS access_log_append_only ON access_log",
+    "CREATE TRIGGER access_log_append_only BEFORE UPDATE OR DELETE ON access_log "
+    "FOR EACH ROW EXECUTE FUNCTION access_log_append_only()",
+)
+
+
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
 
@@ -168,6 +210,10 @@ def make_engine(url: str) -> Engine:
         else:
             engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
         metadata.create_all(engine)
+        statements = _APPEND_ONLY_SQLITE if url.startswith("sqlite") else _APPEND_ONLY_POSTGRES
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.exec_driver_sql(statement)
     except SQLAlchemyError as exc:
         raise StoreError(f"database at {_redact(url)} cannot be opened: {exc}") from exc
     return engine

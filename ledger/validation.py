@@ -237,7 +237,8 @@ def _check_line(claim: Claim, line: ServiceLine, position: int, today: date, out
     if line.place_of_service is not None:
         field = _line_field(position, "place_of_service")
         _check_place(field, line.place_of_service, out, prefix=f"line {position + 1}: ")
-    _check_pointers(line.diagnosis_pointers, len(claim.diagnoses), position, out)
+    if claim.diagnoses:  # without diagnoses, diagnoses_missing says it all
+        _check_pointers(line.diagnosis_pointers, len(claim.diagnoses), position, out)
 
 
 def _check_modifiers(modifiers: tuple[str, ...], position: int, out: _Problems) -> None:

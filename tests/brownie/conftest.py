@@ -7,7 +7,9 @@ scripts/deploy.py's `deploy_consortium`, and every test starts from it (fn_isola
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,12 +36,7 @@ def pack_terms(
 ) -> int:
     """`ClaimSubmission.terms` packed as IClaimLedger.sol documents it (test_pack_terms checks it)."""
     return (
-        total_charge
-        | key_id << 96
-        | payer_org << 128
-        | related_version << 160
-        | line_count << 192
-        | frequency << 208
+        total_charge | key_id << 96 | payer_org << 128 | related_version << 160 | line_count << 192 | frequency << 208
     )
 
 
@@ -159,3 +156,34 @@ def claims():
 @pytest.fixture(autouse=True)
 def isolation(fn_isolation):
     """Every test starts from the freshly deployed consortium."""
+
+
+def _uncompiled_stateful() -> Any:
+    """brownie.test.stateful, loaded from its Python source when the installed one is compiled.
+
+    brownie 1.22.2 ships brownie/test/stateful.py compiled with mypyc, with _BrownieStateMachine
+    marked @final; `state_machine` subclasses it, so every run fails at once with "TypeError:
+    brownie.test.stateful._BrownieStateMachine object expected; got ...BrownieStateMachine".
+    The wheel ships the source next to the extension: the same code, run as plain Python, works.
+    """
+    from brownie.test import stateful
+
+    compiled = Path(stateful.__file__)
+    if compiled.suffix == ".py":
+        return stateful
+    source = compiled.with_name("stateful.py")
+    spec = importlib.util.spec_from_file_location("brownie_test_stateful_source", source)
+    assert spec is not None and spec.loader is not None, source
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def state_machine(state_machine):
+    """brownie's `state_machine` fixture (capture and spinner handling), working around 1.22.2's build."""
+    from brownie.test import stateful
+
+    module = _uncompiled_stateful()
+    module._BrownieStateMachine._capman = stateful._BrownieStateMachine._capman
+    yield module.state_machine

@@ -62,7 +62,7 @@ def test_provider_submits_a_batch(ledger, provider, provider_org, payer_orgs, cl
     assert "SuspectDuplicateFlagged" not in tx.events
     assert "DuplicateRefused" not in tx.events
     assert plain(tx.return_value) == (1,) * len(batch)
-    for i, (claim, event) in enumerate(zip(batch, submitted)):
+    for i, (claim, event) in enumerate(zip(batch, submitted, strict=True)):
         key, document_hash, _, _, line_keys = claim
         assert event["exactKey"] == key
         assert event["documentHash"] == document_hash

@@ -14,6 +14,8 @@ from enum import IntEnum
 from typing import Any, TypeVar
 
 import pytest
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 
@@ -28,6 +30,8 @@ UINT64_MAX = 2**64 - 1
 DEFAULT_CHARGE = 25_000
 """A claim's total charge in cents unless a test says otherwise."""
 BASE_SNAPSHOT = "consortium"
+ORGS_OBSERVED = 9
+"""organisation() views a refusal check reads: the 7 registered and 2 beyond, where a new one would go."""
 
 DEFAULT_ADMIN_ROLE = ZERO32
 OPERATOR_ROLE = keccak(text="OPERATOR_ROLE")
@@ -352,8 +356,28 @@ class Consortium:
 
     # ---------------------------------------------------------------- refusals
 
-    def storage_hash(self) -> str:
-        return str(self.rpc("eth_getProof", [self.ledger.address, [], "latest"])["storageHash"])
+    def _view_request(self, signature: str, *args: Any) -> tuple[str, list[Any]]:
+        _, _, types = signature.partition("(")
+        arg_types = [t for t in types.rstrip(")").split(",") if t]
+        data = keccak(text=signature)[:4] + abi_encode(arg_types, list(args))
+        return "eth_call", [{"to": self.ledger.address, "data": "0x" + data.hex()}, "latest"]
+
+    def _batch(self, requests: list[tuple[str, list[Any]]]) -> list[Any]:
+        responses = self.w3.provider.make_batch_request(requests)  # type: ignore[attr-defined, arg-type]
+        failed = [r for r in responses if "error" in r]
+        if failed:
+            raise RuntimeError(f"observing the chain failed: {failed}")
+        return [r["result"] for r in responses]
+
+    def read_views(self, *views: tuple[str, tuple[Any, ...], str]) -> tuple[int, list[Any]]:
+        """The block number and several views, read in one JSON-RPC batch and decoded.
+
+        Each view is (signature, args, return type), e.g. ("liveVersion(bytes32)", (key,), "uint32").
+        """
+        requests = [("eth_blockNumber", []), *(self._view_request(sig, *args) for sig, args, _ in views)]
+        block, *results = self._batch(requests)
+        decoded = [abi_decode([returns], bytes.fromhex(r[2:]))[0] for (_, _, returns), r in zip(views, results, strict=True)]
+        return int(block, 16), decoded
 
     def observe(
         self,
@@ -362,18 +386,26 @@ class Consortium:
         accounts: Iterable[str] = (),
         orgs: bool = False,
     ) -> dict[str, Any]:
-        """What a refused call must leave as it was: blocks, contract storage, the named records."""
-        ledger = self.ledger
-        seen: dict[str, Any] = {
-            "block": self.w3.eth.block_number,
-            "storage": self.storage_hash(),
-            "records": {k: (ledger.claim_record(k), ledger.settlement(k)) for k in keys},
-            "lines": {k: ledger.line_holder(k) for k in line_keys},
-            "pending nonces": {a: self.w3.eth.get_transaction_count(a, "pending") for a in accounts},  # type: ignore[arg-type]
+        """What a refused call must leave as it was: the block number, the contract's storage
+        root, the named records and line holders as raw view data, the senders' pending nonces.
+        One JSON-RPC batch, so a refusal check costs one round trip."""
+        requests: dict[str, tuple[str, list[Any]]] = {
+            "block": ("eth_blockNumber", []),
+            "storage root": ("eth_getProof", [self.ledger.address, [], "latest"]),
+            "organisation count": self._view_request("organisationCount()"),
         }
+        for k in keys:
+            requests[f"claimRecord {k.hex()}"] = self._view_request("claimRecord(bytes32)", k)
+            requests[f"settlement {k.hex()}"] = self._view_request("settlement(bytes32)", k)
+        for k in line_keys:
+            requests[f"lineHolder {k.hex()}"] = self._view_request("lineHolder(bytes32)", k)
+        for a in accounts:
+            requests[f"pending nonce {a}"] = ("eth_getTransactionCount", [a, "pending"])
         if orgs:
-            count = ledger.call("organisationCount")
-            seen["organisations"] = [ledger.call("organisation", i) for i in range(1, count + 1)]
+            for i in range(1, ORGS_OBSERVED + 1):
+                requests[f"organisation {i}"] = self._view_request("organisation(uint32)", i)
+        seen = dict(zip(requests, self._batch(list(requests.values())), strict=True))
+        seen["storage root"] = seen["storage root"]["storageHash"]
         return seen
 
     def assert_refused(

@@ -1,0 +1,88 @@
+"""The hand-rolled submitClaims encoding and event decoding agree with eth_abi byte for byte."""
+
+import os
+
+import pytest
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger.calldata import SUBMIT_SELECTOR, decode_submission_logs, encode_submit_claims
+from ledger.chain import ClaimSubmission, ContractAbi, pack_terms
+from ledger.compiler import load_artifact
+from ledger.errors import LedgerError
+
+STRUCT = "(bytes32,bytes32,bytes32,uint256,bytes32[])[]"
+
+keys = st.binary(min_size=32, max_size=32)
+submission = st.builds(
+    ClaimSubmission,
+    exact_key=keys,
+    document_hash=keys,
+    line_keys=st.lists(keys, min_size=0, max_size=6).map(tuple),
+    key_id=st.integers(0, 2**32 - 1),
+    payer_org=st.integers(0, 2**32 - 1),
+    total_charge=st.integers(0, 2**96 - 1),
+    frequency=st.sampled_from([1, 7, 8]),
+    related_key=keys,
+    related_version=st.integers(0, 2**32 - 1),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(submission, min_size=0, max_size=8))
+def test_encoding_equals_eth_abi(claims: list[ClaimSubmission]) -> None:
+    expected = SUBMIT_SELECTOR + abi_encode([STRUCT], [[c.as_tuple() for c in claims]])
+    assert encode_submit_claims(claims) == expected
+
+
+def test_terms_round_trip_through_the_abi() -> None:
+    terms = pack_terms(total_charge=123_456, key_id=7, payer_org=3, related_version=2, line_count=5, frequency=7)
+    assert terms & (2**96 - 1) == 123_456
+    assert (terms >> 96) & 0xFFFFFFFF == 7
+    assert (terms >> 128) & 0xFFFFFFFF == 3
+    assert (terms >> 160) & 0xFFFFFFFF == 2
+    assert (terms >> 192) & 0xFFFF == 5
+    assert (terms >> 208) & 0xFF == 7
+    assert terms >> 216 == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("total_charge", 2**96), ("key_id", 2**32), ("line_count", 2**16), ("frequency", 256), ("payer_org", -1)],
+)
+def test_terms_refuse_what_does_not_fit(field: str, value: int) -> None:
+    args = {"total_charge": 1, "key_id": 1, "payer_org": 1, "related_version": 0, "line_count": 1, "frequency": 1}
+    args[field] = value
+    with pytest.raises(LedgerError, match="does not fit"):
+        pack_terms(**args)
+
+
+def test_event_slicing_equals_generic_decoder() -> None:
+    abi = ContractAbi(load_artifact()["abi"])
+    topic = abi.event_topics["SuspectDuplicateFlagged"]
+    key, earlier = os.urandom(32), os.urandom(32)
+    data = abi_encode(["uint32", "uint16", "bytes32", "uint32"], [3, 2, earlier, 1])
+    log = {
+        "address": "0x" + "11" * 20,
+        "topics": ["0x" + topic.hex(), "0x" + key.hex()],
+        "data": "0x" + data.hex(),
+        "logIndex": "0x5",
+        "blockNumber": "0x9",
+        "blockHash": "0x" + "22" * 32,
+        "transactionHash": "0x" + "33" * 32,
+    }
+    fast = decode_submission_logs([log], log["address"])[0]
+    generic = abi.decode_log(log)
+    assert generic is not None
+    assert (fast.kind, fast.exact_key, fast.version, fast.line_index) == ("suspect", key, 3, 2)
+    assert (fast.other_key, fast.other_version, fast.log_index) == (earlier, 1, 5)
+    assert generic.args == {
+        "exactKey": key,
+        "version": 3,
+        "lineIndex": 2,
+        "earlierExactKey": earlier,
+        "earlierVersion": 1,
+    }
+    assert abi_decode(["uint32"], data[:32]) == (3,)
