@@ -171,10 +171,15 @@ def normalise_claim_data(data: Mapping[str, Any]) -> dict[str, Any]:
     return claim
 
 
+def _service_date_to_is_optional(schema: dict[str, Any]) -> None:
+    # Required in the model (always a date once built), optional in what a client sends.
+    schema["required"] = [name for name in schema.get("required", []) if name != "service_date_to"]
+
+
 class ServiceLine(BaseModel):
     """One service line: what was done, when, how many, for how much, and for which diagnoses."""
 
-    model_config = _MODEL_CONFIG
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_service_date_to_is_optional)
 
     service_date_from: IsoDate
     service_date_to: IsoDate

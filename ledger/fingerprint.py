@@ -370,7 +370,8 @@ class Keyring:
         if require_private and os.name == "posix" and info.st_mode & 0o077:
             mode = stat.S_IMODE(info.st_mode)
             raise KeyringError(
-                f"the key file {source} is readable by others (mode {mode:04o}): run chmod 600 {source}",
+                f"the key file {source} is open to users other than its owner (mode {mode:04o}): "
+                f"run chmod 600 {source}",
                 details={"path": str(source), "mode": f"{mode:04o}"},
             )
         return cls._from_document(raw, source)

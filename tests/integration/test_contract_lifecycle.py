@@ -16,6 +16,7 @@ from hypothesis.stateful import (
     initialize,
     invariant,
     multiple,
+    precondition,
     rule,
     run_state_machine_as_test,
 )
@@ -425,6 +426,7 @@ def test_days_to_payment_come_from_the_record(consortium: Consortium) -> None:
 
 # ------------------------------------------------------------------ the whole graph, stateful
 
+OUTCOMES = st.sampled_from([Outcome.APPROVED, Outcome.PARTLY_APPROVED, Outcome.DENIED])
 RECORD_TYPE = "(uint8,uint8,bool,uint16,uint24,uint32,uint32,uint32,uint32,uint64)"
 SETTLEMENT_TYPE = "(uint8,uint32,uint32,uint32,uint64,uint64)"
 
@@ -555,8 +557,41 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     # -------------------------------------------------------------- payer rules
 
+    def _in(self, status: Status) -> list[bytes]:
+        """Slots in ``status``, in the order they were made (the keys are random; the order is not)."""
+        return [key for key, slot in self.model.items() if slot.status == status]
+
     @rule(key=slots, accepted=st.booleans())
     def acknowledge(self, key: bytes, accepted: bool) -> None:
+        self._acknowledge(key, accepted)
+
+    @rule(key=slots, outcome=OUTCOMES)
+    def adjudicate(self, key: bytes, outcome: Outcome) -> None:
+        self._adjudicate(key, outcome)
+
+    @rule(key=slots)
+    def pay(self, key: bytes) -> None:
+        self._pay(key)
+
+    # Random slots mostly meet illegal steps; these pick a slot the step is legal for, so runs
+    # get deep into the graph (adjudicated, paid) as often as they try what is refused.
+
+    @precondition(lambda self: self._in(Status.SUBMITTED))
+    @rule(data=st.data(), accepted=st.booleans())
+    def acknowledge_a_submitted_claim(self, data: st.DataObject, accepted: bool) -> None:
+        self._acknowledge(data.draw(st.sampled_from(self._in(Status.SUBMITTED))), accepted)
+
+    @precondition(lambda self: self._in(Status.ACCEPTED))
+    @rule(data=st.data(), outcome=OUTCOMES)
+    def adjudicate_an_accepted_claim(self, data: st.DataObject, outcome: Outcome) -> None:
+        self._adjudicate(data.draw(st.sampled_from(self._in(Status.ACCEPTED))), outcome)
+
+    @precondition(lambda self: self._in(Status.ADJUDICATED))
+    @rule(data=st.data())
+    def pay_an_adjudicated_claim(self, data: st.DataObject) -> None:
+        self._pay(data.draw(st.sampled_from(self._in(Status.ADJUDICATED))))
+
+    def _acknowledge(self, key: bytes, accepted: bool) -> None:
         c, slot = self.c, self.model[key]
         reason = ACCEPTED_REASON if accepted else REJECTED_REASON
         run = lambda: c.ledger.acknowledge(key, slot.version, accepted, reason, sender=self._payer(slot))  # noqa: E731
@@ -575,8 +610,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             self._refused(run, *self._illegal(key, to))
         self.touched = key
 
-    @rule(key=slots, outcome=st.sampled_from([Outcome.APPROVED, Outcome.PARTLY_APPROVED, Outcome.DENIED]))
-    def adjudicate(self, key: bytes, outcome: Outcome) -> None:
+    def _adjudicate(self, key: bytes, outcome: Outcome) -> None:
         c, slot = self.c, self.model[key]
         charge = slot.claim.total_charge
         allowed = {Outcome.APPROVED: charge, Outcome.PARTLY_APPROVED: charge // 3, Outcome.DENIED: 0}[outcome]
@@ -599,8 +633,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             self._refused(run, *self._illegal(key, Status.ADJUDICATED))
         self.touched = key
 
-    @rule(key=slots)
-    def pay(self, key: bytes) -> None:
+    def _pay(self, key: bytes) -> None:
         c, slot = self.c, self.model[key]
         remittance = random_key()
         run = lambda: c.ledger.record_payment(  # noqa: E731

@@ -150,8 +150,13 @@ def test_replacement_and_void(ledger: Ledger, tmp_path: Path) -> None:
     assert (ra.status, ra.version, rb.status, rb.version) == ("recorded", 1, "recorded", 1)
 
     # A corrected claim (another charge: another exact key) replaces A.
-    corrected = synthetic_claim(1, seed=2, charge_cents=original_a.service_lines[0].charge_cents + 100,
-                                frequency="7", original_claim_id=original_a.claim_id)
+    corrected = synthetic_claim(
+        1,
+        seed=2,
+        charge_cents=original_a.service_lines[0].charge_cents + 100,
+        frequency="7",
+        original_claim_id=original_a.claim_id,
+    )
     replacement = ledger.submission(corrected, frequency=7, related_key=a.exact_key, related_version=1)
     assert replacement.exact_key != a.exact_key
     # B is voided (the void names B's key and version; its own fingerprints are B's content under frequency 8).
@@ -172,8 +177,9 @@ def test_replacement_and_void(ledger: Ledger, tmp_path: Path) -> None:
     assert ledger.contract.claim_record(b.exact_key)["status"] == "voided"
 
     # The void released B's keys: the same claim sent again is recorded as version 2, not a duplicate.
-    again = pipeline.submit(replace(b, document_hash=ledger.submission(synthetic_claim(2, seed=2, claim_id="B2"))
-                                     .document_hash)).result(30)
+    again = pipeline.submit(
+        replace(b, document_hash=ledger.submission(synthetic_claim(2, seed=2, claim_id="B2")).document_hash)
+    ).result(30)
     assert (again.status, again.version) == ("recorded", 2)
     pipeline.stop()
     subs = submission_rows(engine)

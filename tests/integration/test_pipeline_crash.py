@@ -41,8 +41,16 @@ def run_worker(ledger: Ledger, db: Path, claims: list[ClaimSubmission], mode: st
     claims_file.write_text(json.dumps([submission_to_json(c) for c in claims]))
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     done = subprocess.run(
-        [sys.executable, "-m", "tests.integration.pipeline_worker", str(db), ledger.rpc_url, ledger.address,
-         str(claims_file), mode],
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.pipeline_worker",
+            str(db),
+            ledger.rpc_url,
+            ledger.address,
+            str(claims_file),
+            mode,
+        ],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,
@@ -238,8 +246,11 @@ def test_node_loses_last_blocks_receipt_loop_notices(ledger: Ledger, tmp_path: P
     # Sent while the node is down: stored, not delivered.
     down_claims = [ledger.submission(synthetic_claim(300 + i, seed=23)) for i in range(5)]
     down_futures = pipeline.submit_many(down_claims)
-    wait_until(lambda: len(outbox_rows(engine)) == 6 and outbox_rows(engine)[-1]["status"] == "sent", 30,
-               "the batch sent to the dead node to be stored")
+    wait_until(
+        lambda: len(outbox_rows(engine)) == 6 and outbox_rows(engine)[-1]["status"] == "sent",
+        30,
+        "the batch sent to the dead node to be stored",
+    )
     kept = saved_nonce(node, ledger.provider.address)
     rows_before = outbox_rows(engine)
     lost_sent = [r for r in rows_before[:-1] if r["nonce"] >= kept]  # reached the node once, then were lost

@@ -148,7 +148,7 @@ def test_a_line_place_of_service_equal_to_the_claims_is_dropped() -> None:
 def test_claims_are_frozen_and_hashable() -> None:
     claim = make_claim()
     with pytest.raises(ValidationError):
-        claim.member_id = "OTHER"  # type: ignore[misc]
+        claim.member_id = "OTHER"
     assert {claim, make_claim()} == {claim}
 
 

@@ -348,7 +348,7 @@ def test_a_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "keys.json"
     Keyring.generate(path)
     os.chmod(path, 0o644)
-    with pytest.raises(KeyringError, match=r"readable by others \(mode 0644\): run chmod 600"):
+    with pytest.raises(KeyringError, match=r"other than its owner \(mode 0644\): run chmod 600"):
         Keyring.load(path)
     assert Keyring.load(path, require_private=False).current
 
@@ -363,7 +363,8 @@ def test_an_unreadable_key_file(tmp_path: Path) -> None:
 
 
 def test_canonical_json_falls_back_to_rfc8785_outside_ascii() -> None:
-    for value in ({"b": "é", "a": ["😀", 1]}, {"claim_id": "\u2028\x7f"}, ["\x00\x1f", -(2**53 - 1)]):
+    values: list[Any] = [{"b": "é", "a": ["😀", 1]}, {"claim_id": "\u2028\x7f"}, ["\x00\x1f", -(2**53 - 1)]]
+    for value in values:
         assert canonical_json(value) == rfc8785.dumps(value)
 
 

@@ -144,7 +144,7 @@ EXACT_LINE_FIELDS = ["service_date_from", "service_date_to", "procedure_code", "
 SUSPECT_LINE_FIELDS = ["service_date_from", "service_date_to", "procedure_code", "modifiers"]
 
 
-def _other_value(draw: st.DrawFn, name: str, old: Any) -> Any:
+def _other_value(data: st.DataObject, name: str, old: Any) -> Any:
     strategies: dict[str, st.SearchStrategy[Any]] = {
         "member_id": member_ids,
         "billing_npi": npis,
@@ -157,7 +157,7 @@ def _other_value(draw: st.DrawFn, name: str, old: Any) -> Any:
         "charge_cents": st.integers(1, 10**9),
         "place_of_service": places,
     }
-    new = draw(strategies[name])
+    new = data.draw(strategies[name])
     assume(sorted(new) != sorted(old) if name == "modifiers" else new != old)
     return new
 
@@ -175,9 +175,9 @@ def test_changing_a_field_in_the_exact_key_changes_it(data: st.DataObject) -> No
             line["place_of_service"] = data.draw(places.filter(lambda p: p != effective))
         else:
             name = data.draw(st.sampled_from(EXACT_LINE_FIELDS))
-            line[name] = _other_value(data.draw, name, line[name])
+            line[name] = _other_value(data, name, line[name])
     else:
-        after[target] = _other_value(data.draw, target, after[target])
+        after[target] = _other_value(data, target, after[target])
     assert prints(after).exact_key != prints(before).exact_key
 
 
@@ -188,7 +188,7 @@ def test_changing_a_field_in_the_suspect_key_changes_it(data: st.DataObject) -> 
     after = copy.deepcopy(before)
     name = data.draw(st.sampled_from(["member_id", "responsibility", *SUSPECT_LINE_FIELDS]))
     holder = after if name in ("member_id", "responsibility") else after["service_lines"][0]
-    holder[name] = _other_value(data.draw, name, holder[name])
+    holder[name] = _other_value(data, name, holder[name])
     assert prints(after).line_keys != prints(before).line_keys
 
 

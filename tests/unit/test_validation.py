@@ -24,7 +24,6 @@ from tests.factories import (
     valid_npi,
 )
 
-
 THIRTEEN_DIAGNOSES = ["E119", "I10", "J069", "M5450", "Z0000", "R079", "F419", "K219", "E1165", "E785", "N390"]
 THIRTEEN_DIAGNOSES += ["J45909", "Z23"]
 
