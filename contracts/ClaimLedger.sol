@@ -9,8 +9,9 @@ import {OrganisationRegistry} from "./OrganisationRegistry.sol";
  * duplicates refused, suspect duplicates flagged, and each claim's life from submission to
  * payment, void or replacement. Holds no protected health information.
  * @dev Storage per claim: one packed slot (the record, under its exact key) and one slot
- * per service line (suspect key -> exact key of the claim that holds it). A line key held
- * by an ended claim counts as free, so a void releases every key without touching them.
+ * per service line (suspect key -> exact key of the newest claim that holds it); a suspect
+ * line adds one slot linking to the earlier holder. A key held by an ended claim counts as
+ * free, so a void releases every key without touching them.
  */
 contract ClaimLedger is OrganisationRegistry {
     /// @notice The most claims one {submitClaims} call takes.
@@ -23,7 +24,14 @@ contract ClaimLedger is OrganisationRegistry {
     uint256 private constant RESERVED_TERMS_BITS = type(uint256).max << 216;
 
     mapping(bytes32 exactKey => ClaimRecord) private _claims;
+    /// @notice How many holders of one line key a lookup walks at most (ended ones are skipped).
+    uint256 public constant MAX_LINE_WALK = 16;
+
+    // The claims holding a line key form a list, newest first: _lineHolder is its head and
+    // _lineNext[keccak256(lineKey, exactKey)] the holder before exactKey. A claim is pushed
+    // only when it shares the line with a live claim (a suspect), so the common case is one slot.
     mapping(bytes32 lineKey => bytes32 exactKey) private _lineHolder;
+    mapping(bytes32 lineAndHolder => bytes32 exactKey) private _lineNext;
     mapping(bytes32 exactKey => Settlement) private _settlements;
 
     /// @param adminDelay seconds a default-admin handover must wait (AccessControlDefaultAdminRules).
@@ -204,11 +212,10 @@ contract ClaimLedger is OrganisationRegistry {
         }
     }
 
-    /// @notice The live claim holding suspect key `lineKey`: its exact key and version (zero if none).
+    /// @notice The newest live claim holding suspect key `lineKey`: its exact key and version (zero if none).
     function lineHolder(bytes32 lineKey) external view returns (bytes32 exactKey, uint32 version) {
-        exactKey = _lineHolder[lineKey];
+        exactKey = _liveHolder(lineKey, _lineHolder[lineKey], bytes32(0));
         version = exactKey == bytes32(0) ? 0 : liveVersion(exactKey);
-        if (version == 0) exactKey = bytes32(0);
     }
 
     /// @notice Days from submission to payment of the claim under `exactKey` (reverts if not paid).
@@ -277,23 +284,38 @@ contract ClaimLedger is OrganisationRegistry {
         return version;
     }
 
-    /// @dev Takes every free line key for claim `key`; flags lines held by another live claim.
+    /// @dev Takes every line key for claim `key`; flags the lines another live claim holds too.
     function _holdLines(bytes32[] calldata lineKeys, bytes32 key, uint24 version) private returns (bool suspect) {
         uint256 lines = lineKeys.length;
         for (uint256 j = 0; j < lines; ++j) {
             bytes32 lineKey = lineKeys[j];
-            bytes32 holder = _lineHolder[lineKey];
-            if (holder == key) continue;
-            if (holder != bytes32(0)) {
-                ClaimRecord storage earlier = _claims[holder];
-                if (_isLive(earlier.status)) {
-                    suspect = true;
-                    emit SuspectDuplicateFlagged(key, version, uint16(j), holder, earlier.version);
-                    continue;
-                }
+            bytes32 top = _lineHolder[lineKey];
+            if (top == bytes32(0)) {
+                _lineHolder[lineKey] = key;
+                continue;
             }
-            _lineHolder[lineKey] = key;
+            bytes32 earlier = _liveHolder(lineKey, top, key);
+            if (earlier != bytes32(0)) {
+                suspect = true;
+                emit SuspectDuplicateFlagged(key, version, uint16(j), earlier, _claims[earlier].version);
+                if (top != key) {
+                    _lineNext[keccak256(abi.encode(lineKey, key))] = top;
+                    _lineHolder[lineKey] = key;
+                }
+            } else if (top != key) {
+                _lineHolder[lineKey] = key;
+            }
         }
+    }
+
+    /// @dev The first live claim other than `self` in line `lineKey`'s list from `holder` on (zero if none
+    /// within MAX_LINE_WALK steps).
+    function _liveHolder(bytes32 lineKey, bytes32 holder, bytes32 self) private view returns (bytes32) {
+        for (uint256 step = 0; step < MAX_LINE_WALK && holder != bytes32(0); ++step) {
+            if (holder != self && _isLive(_claims[holder].status)) return holder;
+            holder = _lineNext[keccak256(abi.encode(lineKey, holder))];
+        }
+        return bytes32(0);
     }
 
     /// @dev The checks of a claim that is about to be recorded (an exact duplicate is refused before them).

@@ -30,7 +30,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 from enum import StrEnum
-from functools import cached_property
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
@@ -256,20 +255,24 @@ class Claim(BaseModel):
             order = sorted(range(len(lines)), key=lambda i: lines[i].sort_key())
             if order != list(range(len(lines))):
                 lines = tuple(lines[i] for i in order)
-                # Kept beside the fields (like a cached_property): not part of equality, hash or dumps.
-                self.__dict__["submitted_order"] = tuple(order)
+                # Kept beside the fields, as a cached_property would be: not in equality, hash or dumps.
+                self.__dict__["_submitted_order"] = tuple(order)
         if lines is not self.service_lines:
             object.__setattr__(self, "service_lines", lines)  # frozen model: set once, while it is built
         return self
 
-    @cached_property
+    @property
     def submitted_order(self) -> tuple[int, ...]:
         """``submitted_order[i]``: the position line ``i`` (canonical order) had when the claim was submitted.
 
         Identity for a claim whose lines came in canonical order, or that was built from
-        already-normal lines (e.g. a ``model_dump`` of another claim).
+        already-normal lines (e.g. a ``model_dump`` of another claim). ``model_copy(update=...)``
+        skips validation, normal form included: build a new claim instead.
         """
-        return tuple(range(len(self.service_lines)))
+        order: tuple[int, ...] | None = self.__dict__.get("_submitted_order")
+        if order is None or len(order) != len(self.service_lines):
+            return tuple(range(len(self.service_lines)))
+        return order
 
     def line_place_of_service(self, line: ServiceLine) -> str:
         """The place of service that applies to ``line``: its own, or else the claim's."""

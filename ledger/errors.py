@@ -20,7 +20,8 @@ a message that says what failed, on what, and what to do.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -46,7 +47,7 @@ class FieldProblem:
     value: Any
     rule: str
     message: str
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"field": self.field, "value": self.value, "rule": self.rule, "message": self.message}

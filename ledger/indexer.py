@@ -246,7 +246,9 @@ class Indexer:
             elif e.name == "ClaimVoided":
                 self._set_status(conn, claims, key, version, {"status": "voided"}, e.block_number)
         if claims:
-            conn.execute(insert(indexed_claims), list(claims.values()))
+            # executemany takes its columns from the first row: give every row every column
+            columns = [c.name for c in indexed_claims.columns]
+            conn.execute(insert(indexed_claims), [{c: row.get(c) for c in columns} for row in claims.values()])
         if rows:
             conn.execute(insert(indexed_events), rows)
 

@@ -40,6 +40,9 @@ DEFAULT_MAX_WAIT_MS = 5.0
 DEFAULT_MAX_IN_FLIGHT = 4
 DEFAULT_MAX_TX_GAS = 25_000_000
 RECEIPT_POLL_S = 0.002
+# A receipt missing this long makes the pipeline ask whether the node still has the
+# transaction at all (a node restored from an older state, or a dropped transaction).
+MISSING_CHECK_S = 1.0
 RECONNECT_BACKOFF_S = 0.1
 # Upper bounds of the gas a batch may use (measured: about 54,500 per one-line claim and
 # 23,200 per further line; refunds return what is not used).
@@ -78,6 +81,7 @@ class SubmissionResult:
 class _Pending:
     claim: ClaimSubmission
     future: Future[SubmissionResult] = field(default_factory=Future)
+    submission_id: int | None = None  # set once stored; a claim sent again keeps its record
 
 
 @dataclass
@@ -304,34 +308,47 @@ class SubmissionPipeline:
                     updated_at=now,
                 )
             ).inserted_primary_key[0]
-            conn.execute(
-                insert(submissions),
-                [
-                    {
-                        "outbox_id": outbox_id,
-                        "position": i,
-                        "exact_key": c.exact_key,
-                        "document_hash": c.document_hash,
-                        "frequency": c.frequency,
-                        "status": "pending",
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for i, c in enumerate(claims)
-                ],
+            fresh = [(i, p) for i, p in enumerate(batch) if p.submission_id is None]
+            again = [(i, p) for i, p in enumerate(batch) if p.submission_id is not None]
+            if fresh:
+                conn.execute(
+                    insert(submissions),
+                    [
+                        {
+                            "outbox_id": outbox_id,
+                            "position": i,
+                            "exact_key": p.claim.exact_key,
+                            "document_hash": p.claim.document_hash,
+                            "frequency": p.claim.frequency,
+                            "status": "pending",
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                        for i, p in fresh
+                    ],
+                )
+            if again:
+                conn.execute(
+                    update(submissions)
+                    .where(submissions.c.id == bindparam("sid"))
+                    .values(outbox_id=outbox_id, position=bindparam("pos"), status="pending", updated_at=now),
+                    [{"sid": p.submission_id, "pos": i} for i, p in again],
+                )
+            ids = list(
+                conn.execute(
+                    select(submissions.c.id).where(submissions.c.outbox_id == outbox_id).order_by(submissions.c.position)
+                ).scalars()
             )
-            first_id = conn.execute(
-                select(submissions.c.id).where(submissions.c.outbox_id == outbox_id, submissions.c.position == 0)
-            ).scalar_one()
+        for p, sid in zip(batch, ids, strict=True):
+            p.submission_id = sid
         self._nonce = nonce + 1
-        ids = list(range(first_id, first_id + len(claims)))
         flight = _InFlight(outbox_id, nonce, tx_hash, raw, data, batch, ids)
+        self._send(flight.raw, tx_hash)
+        if self._after_send is not None:
+            self._after_send(tx_hash)  # before the receipt loop can see it: a crash here is "sent, not settled"
         with self._in_flight_lock:
             self._in_flight.append(flight)
             self._in_flight_lock.notify_all()
-        self._send(flight.raw, tx_hash)
-        if self._after_send is not None:
-            self._after_send(tx_hash)
 
     def _send(self, raw: bytes, tx_hash: str) -> None:
         try:
@@ -351,6 +368,7 @@ class SubmissionPipeline:
     # -------------------------------------------------------------- receipts
 
     def _receipt_loop(self) -> None:
+        waiting_since: tuple[str, float] | None = None
         while True:
             with self._in_flight_lock:
                 while not self._in_flight:
@@ -360,13 +378,25 @@ class SubmissionPipeline:
                 flight = self._in_flight[0]
             try:
                 receipt = self.rpc.receipt(flight.tx_hash)
+                if receipt is None:
+                    if self._stopping.is_set():
+                        return
+                    if waiting_since is None or waiting_since[0] != flight.tx_hash:
+                        waiting_since = (flight.tx_hash, time.monotonic())
+                    elif time.monotonic() - waiting_since[1] > MISSING_CHECK_S:
+                        waiting_since = None
+                        if self.rpc.call("eth_getTransactionByHash", flight.tx_hash) is None:
+                            log.warning("node does not know %s (restored from an older state?): sending again",
+                                        flight.tx_hash)
+                            self._resend_missing()
+                    time.sleep(RECEIPT_POLL_S)
+                    continue
             except ChainUnavailableError:
                 self._wait_for_node()
                 continue
-            if receipt is None:
-                if self._stopping.is_set():
-                    return
-                time.sleep(RECEIPT_POLL_S)
+            except LedgerError:
+                log.exception("receipt of %s: the node refused a call; trying again", flight.tx_hash)
+                time.sleep(RECONNECT_BACKOFF_S)
                 continue
             try:
                 self._settle(flight, receipt)
@@ -388,15 +418,22 @@ class SubmissionPipeline:
                 try:
                     self._resend_missing()
                     return
-                except ChainUnavailableError:
-                    pass
+                except LedgerError:
+                    log.exception("sending the outbox again failed; trying again")
             time.sleep(RECONNECT_BACKOFF_S)
 
     def _resend_missing(self) -> None:
-        """Send again, in nonce order and with the same bytes, every outbox transaction the chain lacks."""
+        """Send again, in nonce order and with the same bytes, every outbox transaction the chain lacks;
+        settle again the records of those that had been mined already (they land in new blocks)."""
         chain_nonce = self.rpc.nonce(self.account.address, "latest")
-        for row in self._outbox_rows_from(chain_nonce):
+        rows = self._outbox_rows_from(chain_nonce)
+        for row in rows:
             self._resend(row["tx_hash"], row["raw"])
+        with self._in_flight_lock:
+            flying = {f.tx_hash for f in self._in_flight}
+        for row in rows:
+            if row["tx_hash"] not in flying and row["status"] in ("mined", "reverted"):
+                self._settle_recovered(row, self._wait_receipt(row["tx_hash"]))
 
     def _resend(self, tx_hash: str, raw: bytes) -> None:
         self.reconciled_resends += 1

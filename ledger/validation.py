@@ -7,7 +7,13 @@ id from :data:`RULES` and a message a billing clerk can act on.
 
 Field paths and "line N" in messages refer to service lines in the order they were submitted
 (``Claim.submitted_order``), not the canonical order the model keeps; "line N" counts from 1,
-paths from 0 (``service_lines[0]`` is line 1).
+paths from 0 (``service_lines[0]`` is line 1). Diagnoses and pointers keep their order, so
+their indices are as submitted too; modifier indices are in sorted order (the normal form),
+and the problem's value names the modifier.
+
+A clean claim costs comparisons, precompiled ``fullmatch`` calls and set lookups (the
+ICD-10-CM set is a frozenset, NPI results are cached); messages and paths are only formatted
+for a problem.
 
 ``today`` is a parameter so that tests and replays are deterministic; it defaults to the
 local date, as dates of service are the provider's local dates.
@@ -318,10 +324,10 @@ def find_problems(claim: Claim, *, today: date | None = None) -> list[FieldProbl
     if len(lines) > MAX_SERVICE_LINES:
         message = f"the claim has {len(lines)} service lines: at most {MAX_SERVICE_LINES}; split it into several claims"
         out.add("service_lines", len(lines), "too_many_service_lines", message)
-    order = claim.submitted_order
     if len(lines) == 1:
         _check_line(claim, lines[0], 0, today, out)
     else:
+        order = claim.submitted_order
         for position, line in sorted(zip(order, lines, strict=True), key=lambda pair: pair[0]):
             _check_line(claim, line, position, today, out)
         _check_split_lines(lines, order, out)

@@ -14,6 +14,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
+.venv/bin/python -m pip install -q --disable-pip-version-check "setuptools>=70.1" wheel
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.lock.txt
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 

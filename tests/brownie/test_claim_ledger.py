@@ -12,6 +12,7 @@ from conftest import (
     S_PAID,
     S_SUBMITTED,
     S_VOIDED,
+    ZERO32,
     pack_terms,
     plain,
     typed_error,
@@ -111,7 +112,14 @@ def test_shared_line_is_flagged_suspect(ledger, provider, payer_orgs, claims):
     assert len(flagged) == 1
     assert (flagged[0]["lineIndex"], flagged[0]["earlierExactKey"], flagged[0]["earlierVersion"]) == (1, first[0], 1)
     assert ledger.claimRecord(second[0])["suspect"] is True
-    assert plain(ledger.lineHolder(first[4][1])) == (first[0], 1)
+    assert ledger.claimRecord(first[0])["suspect"] is False
+    # lineHolder names the newest live holder; once that ends, the earlier one again
+    shared = first[4][1]
+    assert plain(ledger.lineHolder(shared)) == (second[0], 1)
+    ledger.voidClaim(second[0], 1, {"from": provider})
+    assert plain(ledger.lineHolder(shared)) == (first[0], 1)
+    ledger.voidClaim(first[0], 1, {"from": provider})
+    assert plain(ledger.lineHolder(shared)) == (ZERO32, 0)
 
 
 def test_role_violations_revert(ledger, consortium, provider, payers, payer_orgs, claims, accounts):

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from web3 import Web3
+from web3.types import RPCEndpoint
 
 from ledger.chain import connect
 from ledger.node import LocalNode, NodeConfig
@@ -30,7 +31,13 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNode]:
 
 @pytest.fixture(scope="session")
 def w3(node: LocalNode) -> Web3:
-    return connect(node.rpc_url)
+    w3 = connect(node.rpc_url)
+    # web3 asks eth_chainId again for every call it validates: about a third of the requests
+    # a transaction makes. The chain id never changes; nothing else may be cached, since the
+    # tests revert anvil to snapshots and the same block numbers are mined again.
+    w3.provider.cacheable_requests = {RPCEndpoint("eth_chainId")}
+    w3.provider.cache_allowed_requests = True
+    return w3
 
 
 @pytest.fixture(scope="session")

@@ -165,11 +165,10 @@ class Snapshots:
 
     def restore(self, name: str) -> bool:
         """Back to snapshot ``name`` (and keep it for next time); False if it was discarded."""
-        for position, (alive, snapshot_id) in enumerate(self._alive):
-            if alive == name:
-                break
-        else:
+        position = next((i for i, (alive, _) in enumerate(self._alive) if alive == name), None)
+        if position is None:
             return False
+        snapshot_id = self._alive[position][1]
         if self._rpc("evm_revert", [snapshot_id]) is not True:
             raise RuntimeError(f"anvil refused to revert to snapshot {name} ({snapshot_id})")
         del self._alive[position:]
@@ -183,7 +182,7 @@ class Snapshots:
                 raise RuntimeError("the base consortium snapshot is gone")
             self._prepared[name] = build()
             self.save(name)
-        return self._prepared[name]  # type: ignore[no-any-return]
+        return self._prepared[name]
 
 
 @dataclass(frozen=True)
@@ -305,9 +304,7 @@ class Consortium:
     def simulate_submit(self, *claims: ClaimSubmission, sender: str | None = None) -> list[int]:
         """What submitClaims would return (the versions recorded), without sending it."""
         batch = [c.as_tuple() for c in claims]
-        return list(
-            self.ledger.contract.functions.submitClaims(batch).call({"from": sender or self.prov_a.account})
-        )
+        return list(self.ledger.contract.functions.submitClaims(batch).call({"from": sender or self.prov_a.account}))
 
     def submit_new(self, payer: Org | None = None, *, sender: str | None = None, **kw: Any) -> ClaimSubmission:
         """A new original claim, recorded as version 1."""
@@ -363,7 +360,7 @@ class Consortium:
         return "eth_call", [{"to": self.ledger.address, "data": "0x" + data.hex()}, "latest"]
 
     def _batch(self, requests: list[tuple[str, list[Any]]]) -> list[Any]:
-        responses = self.w3.provider.make_batch_request(requests)  # type: ignore[attr-defined, arg-type]
+        responses = self.w3.provider.make_batch_request(requests)  # type: ignore[attr-defined]
         failed = [r for r in responses if "error" in r]
         if failed:
             raise RuntimeError(f"observing the chain failed: {failed}")
@@ -376,7 +373,9 @@ class Consortium:
         """
         requests = [("eth_blockNumber", []), *(self._view_request(sig, *args) for sig, args, _ in views)]
         block, *results = self._batch(requests)
-        decoded = [abi_decode([returns], bytes.fromhex(r[2:]))[0] for (_, _, returns), r in zip(views, results, strict=True)]
+        decoded = [
+            abi_decode([returns], bytes.fromhex(r[2:]))[0] for (_, _, returns), r in zip(views, results, strict=True)
+        ]
         return int(block, 16), decoded
 
     def observe(

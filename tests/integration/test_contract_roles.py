@@ -5,6 +5,8 @@ custom error with its arguments and shows the call changed nothing; an allowed c
 the events a user (an indexer, an auditor) would see.
 """
 
+# ruff: noqa: E501 - the permission table is one row per function, one column per caller
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -213,7 +215,9 @@ def make_cell(function: str, c: Consortium, claims: RoleClaims) -> Cell:
 
         return Cell(
             call=void,
-            events=lambda a, org, out: [("ClaimVoided", {"exactKey": key, "version": 1, "providerOrg": org_index(org)})],
+            events=lambda a, org, out: [
+                ("ClaimVoided", {"exactKey": key, "version": 1, "providerOrg": org_index(org)})
+            ],
             claim_key=key,
             watch_keys=[key],
             check=lambda org: _assert_status(c, key, Status.VOIDED),
@@ -297,18 +301,14 @@ def make_cell(function: str, c: Consortium, claims: RoleClaims) -> Cell:
 
         return Cell(
             call=lambda a: ledger.transact("registerOrganisation", new_id, Role.PROVIDER, sender=a),
-            events=lambda a, org, out: [
-                ("OrganisationRegistered", {"org": 8, "orgId": new_id, "role": Role.PROVIDER})
-            ],
+            events=lambda a, org, out: [("OrganisationRegistered", {"org": 8, "orgId": new_id, "role": Role.PROVIDER})],
             watch_orgs=True,
             check=check_registered,
         )
     if function == "setOrganisationActive":
         return Cell(
             call=lambda a: ledger.transact("setOrganisationActive", c.prov_b.index, False, sender=a),
-            events=lambda a, org, out: [
-                ("OrganisationActivationChanged", {"org": c.prov_b.index, "active": False})
-            ],
+            events=lambda a, org, out: [("OrganisationActivationChanged", {"org": c.prov_b.index, "active": False})],
             watch_orgs=True,
             check=lambda org: _assert_org_active(c, c.prov_b, False),
         )
@@ -401,7 +401,11 @@ def expected_refusal(
             "providerOrg": c.prov_a.index,
         }
     if symbol == NOT_PAYER:
-        return "ClaimLedgerNotClaimPayer", {"exactKey": cell.claim_key, "callerOrg": org.index, "payerOrg": c.payer_x.index}
+        return "ClaimLedgerNotClaimPayer", {
+            "exactKey": cell.claim_key,
+            "callerOrg": org.index,
+            "payerOrg": c.payer_x.index,
+        }
     raise AssertionError(f"unknown table symbol {symbol!r}")
 
 
@@ -512,8 +516,12 @@ def test_member_roles_are_administered_by_the_registry_role_nobody_holds(consort
     c = consortium
     assert c.ledger.call("getRoleAdmin", role) == REGISTRY_ROLE
     for function in ("grantRole", "revokeRole"):
+
+        def change_role(function: str = function) -> TransactionOutcome:
+            return c.ledger.transact(function, role, c.prov_a.account, sender=c.admin)
+
         c.assert_refused(
-            lambda function=function: c.ledger.transact(function, role, c.prov_a.account, sender=c.admin),
+            change_role,
             "AccessControlUnauthorizedAccount",
             {"account": c.admin, "neededRole": REGISTRY_ROLE},
             sender=c.admin,
@@ -589,26 +597,52 @@ def test_a_deactivated_provider_cannot_void_its_claims(consortium: Consortium) -
 @pytest.mark.parametrize(
     ("call", "error", "args"),
     [
-        (lambda c: c.ledger.transact("registerOrganisation", b"\0" * 32, Role.PROVIDER, sender=c.admin),
-         "ClaimLedgerZeroOrganisationId", lambda c: {}),
-        (lambda c: c.ledger.transact("registerOrganisation", org_id("PROV-C"), Role.NONE, sender=c.admin),
-         "ClaimLedgerInvalidRole", lambda c: {"role": Role.NONE}),
-        (lambda c: c.ledger.transact("registerOrganisation", org_id("PROV-A"), Role.PAYER, sender=c.admin),
-         "ClaimLedgerOrganisationExists", lambda c: {"orgId": org_id("PROV-A"), "org": c.prov_a.index}),
-        (lambda c: c.ledger.transact("setOrganisationActive", 99, True, sender=c.admin),
-         "ClaimLedgerUnknownOrganisation", lambda c: {"org": 99}),
-        (lambda c: c.ledger.add_account(99, c.newcomer, sender=c.admin),
-         "ClaimLedgerUnknownOrganisation", lambda c: {"org": 99}),
-        (lambda c: c.ledger.add_account(c.prov_b.index, "0x" + "00" * 20, sender=c.admin),
-         "ClaimLedgerZeroAddress", lambda c: {}),
-        (lambda c: c.ledger.add_account(c.payer_y.index, c.prov_a.account, sender=c.admin),
-         "ClaimLedgerAccountAlreadyMember", lambda c: {"account": c.prov_a.account, "org": c.prov_a.index}),
-        (lambda c: c.ledger.transact("removeAccount", c.stranger, sender=c.admin),
-         "ClaimLedgerUnknownAccount", lambda c: {"account": c.stranger}),
-        (lambda c: c.ledger.set_fingerprint_key(0, True, sender=c.admin),
-         "ClaimLedgerZeroKeyId", lambda c: {}),
-        (lambda c: c.ledger.transact("anchorAuditLog", b"\0" * 32, 1, sender=c.auditor.account),
-         "ClaimLedgerZeroAuditHead", lambda c: {}),
+        (
+            lambda c: c.ledger.transact("registerOrganisation", b"\0" * 32, Role.PROVIDER, sender=c.admin),
+            "ClaimLedgerZeroOrganisationId",
+            lambda c: {},
+        ),
+        (
+            lambda c: c.ledger.transact("registerOrganisation", org_id("PROV-C"), Role.NONE, sender=c.admin),
+            "ClaimLedgerInvalidRole",
+            lambda c: {"role": Role.NONE},
+        ),
+        (
+            lambda c: c.ledger.transact("registerOrganisation", org_id("PROV-A"), Role.PAYER, sender=c.admin),
+            "ClaimLedgerOrganisationExists",
+            lambda c: {"orgId": org_id("PROV-A"), "org": c.prov_a.index},
+        ),
+        (
+            lambda c: c.ledger.transact("setOrganisationActive", 99, True, sender=c.admin),
+            "ClaimLedgerUnknownOrganisation",
+            lambda c: {"org": 99},
+        ),
+        (
+            lambda c: c.ledger.add_account(99, c.newcomer, sender=c.admin),
+            "ClaimLedgerUnknownOrganisation",
+            lambda c: {"org": 99},
+        ),
+        (
+            lambda c: c.ledger.add_account(c.prov_b.index, "0x" + "00" * 20, sender=c.admin),
+            "ClaimLedgerZeroAddress",
+            lambda c: {},
+        ),
+        (
+            lambda c: c.ledger.add_account(c.payer_y.index, c.prov_a.account, sender=c.admin),
+            "ClaimLedgerAccountAlreadyMember",
+            lambda c: {"account": c.prov_a.account, "org": c.prov_a.index},
+        ),
+        (
+            lambda c: c.ledger.transact("removeAccount", c.stranger, sender=c.admin),
+            "ClaimLedgerUnknownAccount",
+            lambda c: {"account": c.stranger},
+        ),
+        (lambda c: c.ledger.set_fingerprint_key(0, True, sender=c.admin), "ClaimLedgerZeroKeyId", lambda c: {}),
+        (
+            lambda c: c.ledger.transact("anchorAuditLog", b"\0" * 32, 1, sender=c.auditor.account),
+            "ClaimLedgerZeroAuditHead",
+            lambda c: {},
+        ),
     ],
     ids=[
         "zero org id",

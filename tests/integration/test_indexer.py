@@ -201,15 +201,8 @@ def test_index_matches_contract(ledger: Ledger, tmp_path: Path) -> None:
     assert len(events) == len(ledger.all_logs())
 
 
-INDEXER_EXECUTEMANY_BUG = (
-    "ledger/indexer.py Indexer._apply inserts the range's new claims with one executemany whose rows have "
-    "different keys (outcome/allowed_amount/paid_amount/paid_at only on claims that got payer steps in the "
-    "same range): SQLAlchemy takes the columns from the first row, so those figures are dropped, or the "
-    "insert fails with 'A value is required for bind parameter outcome' when the first row has them"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=INDEXER_EXECUTEMANY_BUG)
 def test_index_keeps_payer_figures(ledger: Ledger, tmp_path: Path) -> None:
     populate(ledger, tmp_path)
     engine = new_engine(tmp_path / "index.sqlite")
@@ -230,7 +223,6 @@ def test_index_keeps_payer_figures(ledger: Ledger, tmp_path: Path) -> None:
     assert checked == 3
 
 
-@pytest.mark.xfail(strict=True, reason=INDEXER_EXECUTEMANY_BUG)
 def test_index_range_whose_first_claim_was_adjudicated(ledger: Ledger, tmp_path: Path) -> None:
     pipeline = ledger.pipeline(new_engine(tmp_path / "pipeline.sqlite")).start()
     first, second = (ledger.submission(synthetic_claim(i, seed=32)) for i in range(2))
@@ -276,10 +268,9 @@ print("finished")
 
 
 def test_killed_mid_range_then_resumed_equals_rebuild(ledger: Ledger, tmp_path: Path) -> None:
-    # Without payer steps: with them, the resumed index (payer steps applied as UPDATEs in later ranges than
-    # their claims) and the one-range rebuild differ by the executemany defect (INDEXER_EXECUTEMANY_BUG,
-    # shown by the two xfail tests above). Once it is fixed, payer_steps=True here must pass as well.
-    populate(ledger, tmp_path, empty_blocks=80, payer_steps=False)
+    # With payer steps: in the resumed index they are applied as UPDATEs in later ranges than their
+    # claims, in the rebuild within one range; both must give the same rows.
+    populate(ledger, tmp_path, empty_blocks=80, payer_steps=True)
     head = ledger.rpc().block_number()
     assert head > 300
     db = tmp_path / "index.sqlite"

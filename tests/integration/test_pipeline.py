@@ -228,11 +228,6 @@ def test_reverting_batch_fails_only_its_culprit(ledger: Ledger, tmp_path: Path) 
     assert [s["status"] for s in in_reverted if s["position"] == 2] == ["failed"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ledger/pipeline.py SubmissionPipeline._settle: the claims of a reverted batch that are sent "
-    "again keep their first submission rows 'pending' forever (only the culprit's row is settled)",
-)
 def test_reverted_batch_leaves_no_pending_submission_rows(ledger: Ledger, tmp_path: Path) -> None:
     engine = new_engine(tmp_path / "ledger.sqlite")
     pipeline = ledger.pipeline(engine, max_wait_ms=400).start()

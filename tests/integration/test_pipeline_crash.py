@@ -246,14 +246,19 @@ def test_node_loses_last_blocks_receipt_loop_notices(ledger: Ledger, tmp_path: P
     # Sent while the node is down: stored, not delivered.
     down_claims = [ledger.submission(synthetic_claim(300 + i, seed=23)) for i in range(5)]
     down_futures = pipeline.submit_many(down_claims)
-    wait_until(
-        lambda: len(outbox_rows(engine)) == 6 and outbox_rows(engine)[-1]["status"] == "sent",
-        30,
-        "the batch sent to the dead node to be stored",
-    )
+    down_keys = {c.exact_key for c in down_claims}
+
+    def down_rows_stored() -> list[int]:
+        subs = [s for s in submission_rows(engine) if bytes(s["exact_key"]) in down_keys]
+        ids = {s["outbox_id"] for s in subs}
+        rows = [r for r in outbox_rows(engine) if r["id"] in ids]
+        return sorted(ids) if len(subs) == len(down_keys) and all(r["status"] == "sent" for r in rows) else []
+
+    down_outbox_ids = wait_until(down_rows_stored, 30, "the batch sent to the dead node to be stored")
     kept = saved_nonce(node, ledger.provider.address)
     rows_before = outbox_rows(engine)
-    lost_sent = [r for r in rows_before[:-1] if r["nonce"] >= kept]  # reached the node once, then were lost
+    # Those that reached the node once, then were lost with its last blocks.
+    lost_sent = [r for r in rows_before if r["nonce"] >= kept and r["id"] not in down_outbox_ids]
     assert lost_sent, "the node saved its state after the second batch: nothing was lost, the test proves nothing"
     assert not any(f.done() for f in down_futures)
 
@@ -262,10 +267,44 @@ def test_node_loses_last_blocks_receipt_loop_notices(ledger: Ledger, tmp_path: P
     killed = [f.result(60) for f in killed_futures]
     down = [f.result(60) for f in down_futures]
     assert {r.status for r in killed + down} == {"recorded"}
-    assert pipeline.reconciled_resends >= len(lost_sent) + 1
+    assert pipeline.reconciled_resends >= len(lost_sent) + len(down_outbox_ids)
 
     assert_once_on_chain(ledger, saved_claims + lost_claims + killed_claims + down_claims)
     pipeline.stop()
     assert_outbox_consistent(ledger, engine)
     subs = submission_rows(engine)
     assert {s["status"] for s in subs} == {"recorded"} and len(subs) == 30
+
+
+def test_receipt_loop_resend_resettles_moved_transactions(ledger: Ledger, tmp_path: Path) -> None:
+    node = ledger.node
+    engine = new_engine(tmp_path / "ledger.sqlite")
+    armed = threading.Event()
+    node_down = threading.Event()
+
+    def after_send(_tx_hash: str) -> None:
+        if armed.is_set():
+            armed.clear()
+            node.kill()
+            node_down.set()
+
+    pipeline = ledger.pipeline(engine, max_batch=5, after_send=after_send).start()
+    first = submit_all(pipeline, [ledger.submission(synthetic_claim(i, seed=24)) for i in range(5)])
+    wait_saved_through(node, max(r.block_number or 0 for r in first))
+    ledger.rpc().call("anvil_mine", "0x1")  # an empty block, lost with the rest: the resends land one lower
+    lost = submit_all(pipeline, [ledger.submission(synthetic_claim(100 + i, seed=24)) for i in range(5)])
+    armed.set()
+    last = pipeline.submit_many([ledger.submission(synthetic_claim(200 + i, seed=24)) for i in range(5)])
+    assert node_down.wait(30)
+    assert saved_nonce(node, ledger.provider.address) == 1, "the node saved the lost blocks: nothing to prove"
+    node.start()
+    ledger.reconnect()
+    assert {f.result(60).status for f in last} == {"recorded"}
+    pipeline.stop()
+    rpc = ledger.rpc()
+    for r in lost:
+        assert int(rpc.receipt(r.tx_hash)["blockNumber"], 16) != r.block_number  # it moved
+    for s in submission_rows(engine):
+        result = json.loads(s["result"])
+        assert result["block_number"] == int(rpc.receipt(result["tx_hash"])["blockNumber"], 16)
+    assert_outbox_consistent(ledger, engine)

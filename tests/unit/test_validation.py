@@ -497,5 +497,5 @@ def test_parse_code_list_and_file_errors(tmp_path: Any) -> None:
     assert icd10cm_data_file().name == "code-list-April-2026.txt"
 
 
-def test_a_bad_code_never_passes_because_of_its_dots() -> None:
+def test_dots_anywhere_in_a_diagnosis_are_separators() -> None:
     assert parse_claim(make_claim_data(diagnoses=["E.1.1.9"])).diagnoses == ("E119",)

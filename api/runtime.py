@@ -1,0 +1,263 @@
+"""What a gateway runs on, opened in one place for the server and the CLI alike.
+
+The node (the embedded anvil over the data folder, or an RPC URL), the deployment (made
+once, recorded in the data folder), the SQL store, the fingerprint keyring, the document
+key, the consortium and the ledger service. The embedded node records its RPC URL in the
+data folder while it runs, so ``claimledger org create`` beside a running server uses that
+node instead of starting a second one over the same state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from sqlalchemy import Engine
+from web3 import Web3
+
+import api.idempotency  # noqa: F401 - its table joins ledger.store.metadata before create_all
+from api.settings import Settings
+from ledger.audit import AccessLog
+from ledger.chain import ClaimLedgerContract, connect
+from ledger.consortium import DEV_CHAIN_IDS, Consortium, IssuedKey, dev_operator_account
+from ledger.deploy import ensure_deployed, load_deployment
+from ledger.documents import DocumentKey, DocumentVault
+from ledger.errors import ConfigurationError, LedgerError
+from ledger.fingerprint import Keyring
+from ledger.node import LocalNode, NodeConfig, rpc_answers
+from ledger.service import ClaimLedgerService
+from ledger.store import make_engine, metadata
+
+log = logging.getLogger("claimledger")
+
+NODE_FILE = "node.json"
+DEFAULT_DEV_FUNDING_WEI = 10 * 10**18
+DEMO_CONSORTIUM = (
+    ("PROV-A", "provider"),
+    ("PAYER-ACME", "payer"),
+    ("PAYER-BETA", "payer"),
+    ("AUDIT-1", "auditor"),
+)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    rpc_url: str
+    w3: Web3
+    operator: LocalAccount
+    contract: ClaimLedgerContract
+    deployment_block: int
+    engine: Engine
+    keyring: Keyring
+    consortium: Consortium
+    service: ClaimLedgerService
+    access_log: AccessLog
+    node: LocalNode | None = None
+    first_run_keys: list[IssuedKey] = field(default_factory=list)
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _indexer: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, settings: Settings, *, serve: bool) -> Runtime:
+        """Open everything. ``serve``: this process is the server (it owns the embedded node)."""
+        data_dir = settings.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        node, rpc_url = _node_for(settings, serve=serve)
+        try:
+            w3 = connect(rpc_url, poa=settings.poa_flag)
+            chain_id = int(w3.eth.chain_id)
+            operator = _operator_account(settings, chain_id)
+            address, block = _deployment(settings, w3, operator)
+            contract = ClaimLedgerContract(w3, address)
+            engine = make_engine(settings.sql_url)
+            metadata.create_all(engine)  # the consortium and idempotency tables, if make_engine ran before
+            keyring = _keyring(settings)
+            _accept_fingerprint_key(contract, keyring, operator)
+            vault = DocumentVault(engine, DocumentKey.load_or_create(settings.document_key_file))
+            funding = settings.org_funding_wei
+            if funding is None:
+                funding = DEFAULT_DEV_FUNDING_WEI if chain_id in DEV_CHAIN_IDS else 0
+            consortium = Consortium(
+                engine,
+                contract,
+                operator,
+                passphrase=settings.keystore_passphrase.get_secret_value(),
+                kdf_iterations=settings.kdf_iterations,
+                funding_wei=funding,
+            )
+            service = ClaimLedgerService(
+                rpc_url=rpc_url, contract=contract, engine=engine, keyring=keyring, vault=vault
+            )
+            service.indexer.start_block = block
+        except BaseException:
+            if node is not None:
+                _forget_node(settings)
+                node.stop()
+            raise
+        return cls(
+            settings,
+            rpc_url,
+            w3,
+            operator,
+            contract,
+            block,
+            engine,
+            keyring,
+            consortium,
+            service,
+            AccessLog(engine),
+            node,
+        )
+
+    def create_demo_consortium(self) -> list[IssuedKey]:
+        """On first run (no organisation yet): a provider, two payers, an auditor, and an operator key."""
+        if self.consortium.organisations():
+            return []
+        keys = [self.consortium.issue_key("OPERATOR", label="demo operator")]
+        for name, role in DEMO_CONSORTIUM:
+            self.consortium.create_organisation(name, role)
+            keys.append(self.consortium.issue_key(name, label="demo"))
+        self.first_run_keys = keys
+        return keys
+
+    # ------------------------------------------------------------------ background indexer
+
+    def start_indexer(self) -> None:
+        self._stopping.clear()
+        self._indexer = threading.Thread(target=self._index_loop, name="indexer", daemon=True)
+        self._indexer.start()
+
+    def _index_loop(self) -> None:
+        failing = False
+        next_anchor = time.monotonic() + self.settings.audit_anchor_interval_s
+        while not self._stopping.wait(self.settings.index_interval_s):
+            try:
+                self.service.index()
+                if time.monotonic() >= next_anchor:
+                    next_anchor = time.monotonic() + self.settings.audit_anchor_interval_s
+                    self.anchor_access_log()
+                if failing:
+                    log.info("indexer: the node answers again")
+                failing = False
+            except LedgerError as exc:
+                if not failing:
+                    log.warning("indexer: %s (retrying every %.2f s)", exc, self.settings.index_interval_s)
+                failing = True
+            except Exception:  # the loop must outlive any one failure
+                log.exception("indexer: unexpected failure")
+
+    def anchor_access_log(self) -> dict[str, object] | None:
+        """Write the access log's head hash on chain, signed by one of this gateway's members
+        (an auditor if it holds one); None if nothing new, or no member to sign."""
+        members = [o for o in self.consortium.organisations() if o.status == "active"]
+        members.sort(key=lambda o: (o.role != "auditor", o.created_at))
+        if not members:
+            return None
+        signer = self.consortium.member(members[0].name)
+        return self.access_log.anchor(self.contract, signer.account)
+
+    def close(self) -> None:
+        self._stopping.set()
+        if self._indexer is not None:
+            self._indexer.join(10)
+            self._indexer = None
+        self.service.close()
+        self.engine.dispose()
+        if self.node is not None:
+            _forget_node(self.settings)
+            self.node.stop()
+            self.node = None
+
+
+# ---------------------------------------------------------------------- pieces
+
+
+def _node_file(settings: Settings) -> Path:
+    return settings.data_dir / NODE_FILE
+
+
+def _running_node(settings: Settings) -> str | None:
+    """The RPC URL of an embedded node another process runs over this data folder, if it answers."""
+    path = _node_file(settings)
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    url = recorded.get("rpc_url")
+    return url if isinstance(url, str) and rpc_answers(url) else None
+
+
+def _node_for(settings: Settings, *, serve: bool) -> tuple[LocalNode | None, str]:
+    if not settings.embedded:
+        assert settings.rpc_url is not None
+        return None, settings.rpc_url
+    running = _running_node(settings)
+    if running is not None:
+        if serve:
+            raise ConfigurationError(
+                f"a node already runs over {settings.data_dir} at {running} (another `claimledger serve`?): "
+                "stop it first, or give this gateway its own CLAIMLEDGER_DATA_DIR"
+            )
+        return None, running
+    node = LocalNode(NodeConfig(data_dir=settings.data_dir, port=settings.node_port)).start()
+    tmp = _node_file(settings).with_suffix(".tmp")
+    tmp.write_text(json.dumps({"rpc_url": node.rpc_url, "pid": os.getpid()}) + "\n")
+    tmp.replace(_node_file(settings))
+    return node, node.rpc_url
+
+
+def _forget_node(settings: Settings) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        _node_file(settings).unlink()
+
+
+def _operator_account(settings: Settings, chain_id: int) -> LocalAccount:
+    if settings.operator_private_key is not None:
+        account: LocalAccount = Account.from_key(settings.operator_private_key.get_secret_value())
+        return account
+    if settings.embedded or chain_id in DEV_CHAIN_IDS:
+        return dev_operator_account()
+    raise ConfigurationError(
+        f"chain {chain_id} is not a development chain: set CLAIMLEDGER_OPERATOR_PRIVATE_KEY to the operator's key"
+    )
+
+
+def _deployment(settings: Settings, w3: Web3, operator: LocalAccount) -> tuple[str, int]:
+    if settings.contract_address:
+        address = Web3.to_checksum_address(settings.contract_address)
+        if not w3.eth.get_code(address):
+            raise ConfigurationError(f"CLAIMLEDGER_CONTRACT_ADDRESS {address} holds no contract on this chain")
+        recorded = load_deployment(settings.data_dir)
+        block = recorded.block_number if recorded and recorded.address == address else 0
+        return address, block
+    deployment = ensure_deployed(w3, settings.data_dir, operator)
+    return deployment.address, deployment.block_number
+
+
+def _keyring(settings: Settings) -> Keyring:
+    path = settings.keyring_file
+    if path.exists():
+        return Keyring.load(path)
+    if settings.contract_address:
+        raise ConfigurationError(
+            f"joining deployment {settings.contract_address} needs the consortium's fingerprint keyring at {path}: "
+            "copy it from the first gateway (CLAIMLEDGER_KEYRING_PATH)"
+        )
+    return Keyring.generate(path)
+
+
+def _accept_fingerprint_key(contract: ClaimLedgerContract, keyring: Keyring, operator: LocalAccount) -> None:
+    key_id = keyring.current.key_id
+    if not contract.call("isFingerprintKeyAccepted", key_id):
+        contract.set_fingerprint_key(key_id, True, sender=operator)

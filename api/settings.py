@@ -1,0 +1,111 @@
+"""The gateway's one configuration: environment variables (``CLAIMLEDGER_*``) and ``.env``."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ledger.store import sqlite_url
+
+DEFAULT_DATA_DIR = Path("data")
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024  # a batch of 1,000 claims is about 700 KB
+DEFAULT_MAX_BATCH_CLAIMS = 1000
+DEFAULT_DEV_FUNDING_WEI = 10 * 10**18
+DEFAULT_KDF_ITERATIONS = 200_000
+DEV_KDF_ITERATIONS = 20_000
+DATABASE_FILE = "claimledger.db"
+KEYRING_FILE = "fingerprint-keys.json"
+DOCUMENT_KEY_FILE = "document.key"
+# Passphrases that must never protect real keys: refused outside development.
+PLACEHOLDER_PASSPHRASES = frozenset({"", "changethis", "change-me", "changeme", "development", "dev-only-passphrase"})
+DEV_PASSPHRASE = "dev-only-passphrase"
+
+
+class Settings(BaseSettings):
+    """Everything the gateway, its CLI and its embedded node read; one object, built once."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CLAIMLEDGER_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = DEFAULT_DATA_DIR
+    rpc_url: str | None = None
+    """An existing node's JSON-RPC URL; None starts the embedded anvil with its state in ``data_dir``."""
+    node_port: int | None = None
+    """The embedded node's port (None: a free loopback port)."""
+    poa: Literal["auto", "on", "off"] = "auto"
+    """web3's extra-data middleware for QBFT/Clique blocks: detect it, or force it on or off."""
+    database_url: str | None = None
+    """SQLAlchemy URL (``postgresql+psycopg://...``); None is a SQLite file in ``data_dir``."""
+    contract_address: str | None = None
+    """Join an existing deployment (a second gateway of the consortium) instead of deploying one."""
+    keyring_path: Path | None = None
+    """The consortium's fingerprint keyring; None is ``data_dir/fingerprint-keys.json`` (made on first run)."""
+    keystore_passphrase: SecretStr = SecretStr(DEV_PASSPHRASE)
+    """Encrypts every organisation's chain key (an Ethereum keystore, PBKDF2-SHA256)."""
+    keystore_kdf_iterations: int | None = Field(default=None, ge=1)
+    """PBKDF2 iterations for new keystores; None: 200,000 in production, 20,000 in development."""
+    operator_private_key: SecretStr | None = None
+    """The consortium operator's chain key; None on a development chain is anvil's dev account 0."""
+    org_funding_wei: int | None = Field(default=None, ge=0)
+    """Gas money the operator sends each new organisation account; None: 10 ETH on a dev chain, else 0."""
+    demo_consortium: bool = True
+    """On first run, create a demo provider, two payers and an auditor and print their API keys."""
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    max_batch_claims: int = Field(default=DEFAULT_MAX_BATCH_CLAIMS, ge=1, le=2000)
+    index_interval_s: float = Field(default=0.25, gt=0)
+    retry_after_s: int = Field(default=2, ge=1)
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+    idempotency_in_flight_timeout_s: int = Field(default=300, ge=1)
+    """An in-flight Idempotency-Key older than this belongs to a request that died: it may be taken over."""
+    audit_anchor_interval_s: float = Field(default=300, gt=0)
+    """How often the access log's head hash is anchored on chain."""
+    log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        if self.environment != "development":
+            if self.keystore_passphrase.get_secret_value().strip().lower() in PLACEHOLDER_PASSPHRASES:
+                raise ValueError(
+                    "CLAIMLEDGER_KEYSTORE_PASSPHRASE is a placeholder: set a real passphrase outside development"
+                )
+            if len(self.keystore_passphrase.get_secret_value()) < 12:
+                raise ValueError("CLAIMLEDGER_KEYSTORE_PASSPHRASE must be at least 12 characters in production")
+        return self
+
+    # ------------------------------------------------------------------ derived
+
+    @cached_property
+    def embedded(self) -> bool:
+        return self.rpc_url is None
+
+    @cached_property
+    def poa_flag(self) -> bool | None:
+        return {"auto": None, "on": True, "off": False}[self.poa]
+
+    @cached_property
+    def sql_url(self) -> str:
+        return self.database_url or sqlite_url(self.data_dir / DATABASE_FILE)
+
+    @cached_property
+    def keyring_file(self) -> Path:
+        return self.keyring_path or self.data_dir / KEYRING_FILE
+
+    @cached_property
+    def document_key_file(self) -> Path:
+        return self.data_dir / DOCUMENT_KEY_FILE
+
+    @cached_property
+    def kdf_iterations(self) -> int:
+        if self.keystore_kdf_iterations is not None:
+            return self.keystore_kdf_iterations
+        return DEV_KDF_ITERATIONS if self.environment == "development" else DEFAULT_KDF_ITERATIONS
