@@ -72,7 +72,9 @@ class AccessLog:
     def head(self) -> tuple[int, str]:
         """(entries so far, hash of the last one)."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(access_log.c.seq, access_log.c.entry_hash).order_by(access_log.c.seq.desc())).first()
+            row = conn.execute(
+                select(access_log.c.seq, access_log.c.entry_hash).order_by(access_log.c.seq.desc())
+            ).first()
         return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
     def append(
@@ -89,7 +91,7 @@ class AccessLog:
     ) -> AuditEntry:
         with self._lock:
             seq, prev = self._head if self._head is not None else self.head()
-            fields = {
+            fields: dict[str, Any] = {
                 "seq": seq + 1,
                 "at": int(time.time()) if at is None else at,
                 "actor": actor,
@@ -121,9 +123,13 @@ class AccessLog:
         after = 0
         while True:
             with self.engine.connect() as conn:
-                rows = conn.execute(
-                    select(access_log).where(access_log.c.seq > after).order_by(access_log.c.seq).limit(VERIFY_PAGE)
-                ).mappings().all()
+                rows = (
+                    conn.execute(
+                        select(access_log).where(access_log.c.seq > after).order_by(access_log.c.seq).limit(VERIFY_PAGE)
+                    )
+                    .mappings()
+                    .all()
+                )
             if not rows:
                 return
             yield from rows
@@ -153,7 +159,12 @@ class AccessLog:
         if last is not None and int(last) >= seq:
             return None
         outcome = contract.transact("anchorAuditLog", bytes.fromhex(head), seq, sender=account)
-        row = {"seq": seq, "head": head, "tx_hash": "0x" + outcome.transaction_hash.hex(), "block_number": outcome.block_number}
+        row = {
+            "seq": seq,
+            "head": head,
+            "tx_hash": "0x" + outcome.transaction_hash.hex(),
+            "block_number": outcome.block_number,
+        }
         with self.engine.begin() as conn:
             conn.execute(insert(audit_anchors).values(**row))
         return row

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import requests
 from eth_abi import decode as abi_decode
@@ -85,9 +85,7 @@ class ClaimSubmission:
 
     def terms(self) -> int:
         lines = len(self.line_keys) if self.line_count is None else self.line_count
-        return pack_terms(
-            self.total_charge, self.key_id, self.payer_org, self.related_version, lines, self.frequency
-        )
+        return pack_terms(self.total_charge, self.key_id, self.payer_org, self.related_version, lines, self.frequency)
 
     def as_tuple(self) -> tuple[Any, ...]:
         return (self.exact_key, self.document_hash, self.related_key, self.terms(), list(self.line_keys))
@@ -108,12 +106,7 @@ def pack_terms(
         if not 0 <= value < (1 << bits):
             raise LedgerError(f"{name} {value} does not fit the {bits} bits the contract gives it")
     return (
-        total_charge
-        | key_id << 96
-        | payer_org << 128
-        | related_version << 160
-        | line_count << 192
-        | frequency << 208
+        total_charge | key_id << 96 | payer_org << 128 | related_version << 160 | line_count << 192 | frequency << 208
     )
 
 
@@ -275,9 +268,7 @@ class ClaimLedgerContract:
     def acknowledge(
         self, exact_key: bytes, version: int, accepted: bool, reason_code: bytes = b"", *, sender: Any
     ) -> TransactionOutcome:
-        return self.transact(
-            "acknowledge", exact_key, version, accepted, reason_code.ljust(8, b"\0"), sender=sender
-        )
+        return self.transact("acknowledge", exact_key, version, accepted, reason_code.ljust(8, b"\0"), sender=sender)
 
     def adjudicate(
         self,
@@ -351,12 +342,10 @@ class ClaimLedgerContract:
         key, version = self.call("lineHolder", line_key)
         return bytes(key), int(version)
 
-    def events(self, from_block: int = 0, to_block: int | str = "latest") -> list[ChainEvent]:
+    def events(self, from_block: int = 0, to_block: Any = "latest") -> list[ChainEvent]:
         logs = self._guard(
             "eth_getLogs",
-            lambda: self.w3.eth.get_logs(
-                {"address": self.address, "fromBlock": from_block, "toBlock": to_block}
-            ),
+            lambda: self.w3.eth.get_logs({"address": self.address, "fromBlock": from_block, "toBlock": to_block}),
         )
         decoded = (self.abi.decode_log(dict(log)) for log in logs)
         return [e for e in decoded if e is not None]
@@ -405,19 +394,17 @@ def _send(w3: Web3, call: Any, sender: Any, what: str, abi: ContractAbi) -> Any:
     def run() -> Any:
         address = _address_of(sender)
         tx = call.build_transaction(
-            {"from": address, "nonce": w3.eth.get_transaction_count(address, "pending")}
+            {"from": address, "nonce": w3.eth.get_transaction_count(to_checksum_address(address), "pending")}
         )
         if isinstance(sender, str):
             tx_hash = w3.eth.send_transaction(tx)
         else:
             tx_hash = w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
-        receipt = w3.eth.wait_for_transaction_receipt(
-            tx_hash, timeout=RECEIPT_TIMEOUT_S, poll_latency=RECEIPT_POLL_S
-        )
+        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S, poll_latency=RECEIPT_POLL_S)
         if receipt["status"] != 1:
             # Mined but reverted (state moved between estimate and mining): replay it for the reason.
             w3.eth.call(
-                {k: v for k, v in tx.items() if k in ("from", "to", "data", "value")}, receipt["blockNumber"]
+                cast(Any, {k: v for k, v in tx.items() if k in ("from", "to", "data", "value")}), receipt["blockNumber"]
             )
             raise ContractRevertError("Revert", {"transaction": "0x" + bytes(tx_hash).hex()}, call=what)
         return receipt

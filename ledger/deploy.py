@@ -38,9 +38,7 @@ def load_deployment(data_dir: Path) -> Deployment | None:
     try:
         return Deployment(**json.loads(path.read_text()))
     except (ValueError, TypeError) as exc:
-        raise ConfigurationError(
-            f"deployment record {path} is unreadable ({exc}): restore it from a backup"
-        ) from exc
+        raise ConfigurationError(f"deployment record {path} is unreadable ({exc}): restore it from a backup") from exc
 
 
 def ensure_deployed(w3: Web3, data_dir: Path, deployer: Any, *, admin_delay: int = 0) -> Deployment:

@@ -17,7 +17,6 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Engine, insert, select
-from sqlalchemy.exc import IntegrityError
 
 from ledger.errors import ClaimNotFoundError, KeyringError, StoreError
 from ledger.store import documents
@@ -84,15 +83,14 @@ class DocumentVault:
         with self.engine.begin() as conn:
             known = set(
                 conn.execute(
-                    select(documents.c.document_hash).where(documents.c.document_hash.in_([r["document_hash"] for r in rows]))
+                    select(documents.c.document_hash).where(
+                        documents.c.document_hash.in_([r["document_hash"] for r in rows])
+                    )
                 ).scalars()
             )
             fresh = [r for r in rows if r["document_hash"] not in known]
             if fresh:
-                try:
-                    conn.execute(insert(documents), fresh)
-                except IntegrityError:  # a concurrent writer stored the same document first
-                    pass
+                conn.execute(insert(documents), fresh)
 
     def get(self, document_hash: bytes) -> bytes:
         with self.engine.connect() as conn:

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNK_BLOCKS = 2_000
 CURSOR_NAME = "claim-ledger"
 
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return "0x" + value.hex()
@@ -184,8 +185,8 @@ class Indexer:
             tx_hash = "0x" + e.transaction_hash.hex()
             when = self._block_time(block_hash)
             a = e.args
-            key = a.get("exactKey")
-            version = a.get("version", a.get("existingVersion"))
+            key: Any = a.get("exactKey")
+            version: Any = a.get("version", a.get("existingVersion"))
             org = a.get("providerOrg", a.get("payerOrg", a.get("submitterOrg", a.get("org"))))
             rows.append(
                 {
@@ -209,27 +210,25 @@ class Indexer:
                 self._set_status(conn, claims, key, version, {"status": "replaced"}, e.block_number)
             elif e.name == "ClaimSubmitted":
                 replaces = replaced.get((key, version))
-                claims[(key, version)] = (
-                    {
-                        "exact_key": key,
-                        "version": version,
-                        "status": "submitted",
-                        "provider_org": a["providerOrg"],
-                        "payer_org": a["payerOrg"],
-                        "key_id": a["keyId"],
-                        "line_count": a["lineCount"],
-                        "total_charge": a["totalCharge"],
-                        "frequency": a["frequency"],
-                        "suspect": (key, version) in suspects,
-                        "document_hash": a["documentHash"],
-                        "replaces_key": replaces[0] if replaces else None,
-                        "replaces_version": replaces[1] if replaces else None,
-                        "submitted_block": e.block_number,
-                        "submitted_tx": tx_hash,
-                        "submitted_at": when,
-                        "updated_block": e.block_number,
-                    }
-                )
+                claims[(key, version)] = {
+                    "exact_key": key,
+                    "version": version,
+                    "status": "submitted",
+                    "provider_org": a["providerOrg"],
+                    "payer_org": a["payerOrg"],
+                    "key_id": a["keyId"],
+                    "line_count": a["lineCount"],
+                    "total_charge": a["totalCharge"],
+                    "frequency": a["frequency"],
+                    "suspect": (key, version) in suspects,
+                    "document_hash": a["documentHash"],
+                    "replaces_key": replaces[0] if replaces else None,
+                    "replaces_version": replaces[1] if replaces else None,
+                    "submitted_block": e.block_number,
+                    "submitted_tx": tx_hash,
+                    "submitted_at": when,
+                    "updated_block": e.block_number,
+                }
             elif e.name == "ClaimAcknowledged":
                 status = "accepted" if a["accepted"] else "rejected"
                 self._set_status(conn, claims, key, version, {"status": status}, e.block_number)

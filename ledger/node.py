@@ -49,9 +49,7 @@ def find_anvil() -> Path:
     on_path = shutil.which("anvil")
     if on_path:
         return Path(on_path)
-    raise NodeError(
-        "anvil not found: run `npm ci` in the project root (it brings @foundry-rs/anvil-linux-amd64)"
-    )
+    raise NodeError("anvil not found: run `npm ci` in the project root (it brings @foundry-rs/anvil-linux-amd64)")
 
 
 def free_port(host: str = DEFAULT_HOST) -> int:
@@ -145,17 +143,10 @@ class LocalNode:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.port is None:
             self.port = free_port(self.config.host)
-        log = open(self.data_dir / LOG_FILE, "ab")
-        try:
+        with open(self.data_dir / LOG_FILE, "ab") as log:
             self._process = subprocess.Popen(
-                self.command(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
+                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )
-        finally:
-            log.close()
         deadline = time.monotonic() + timeout
         while not rpc_answers(self.rpc_url):
             if self._process.poll() is not None:
@@ -181,9 +172,7 @@ class LocalNode:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-                raise NodeError(
-                    f"anvil did not stop within {timeout:.0f} s; killed (state may be older)"
-                ) from None
+                raise NodeError(f"anvil did not stop within {timeout:.0f} s; killed (state may be older)") from None
         self._process = None
 
     def kill(self) -> None:

@@ -262,7 +262,7 @@ class SubmissionPipeline:
                     self._in_flight_lock.wait(0.05)
             try:
                 self._sign_store_send(batch)
-            except Exception as exc:  # noqa: BLE001 - every caller must hear of it
+            except Exception as exc:
                 log.exception("batch of %d claims failed before it was stored", len(batch))
                 error = exc if isinstance(exc, LedgerError) else LedgerError(f"batch failed: {exc}")
                 for p in batch:
@@ -276,7 +276,7 @@ class SubmissionPipeline:
     def _sign(self, claims: Sequence[ClaimSubmission], nonce: int) -> tuple[str, bytes, bytes]:
         max_fee, tip = self._fees
         data = encode_submit_claims(claims)
-        tx = {
+        tx: dict[str, Any] = {
             "type": 2,
             "chainId": self._chain_id,
             "nonce": nonce,
@@ -296,7 +296,7 @@ class SubmissionPipeline:
         tx_hash, raw, data = self._sign(claims, nonce)
         now = int(time.time())
         with self.engine.begin() as conn:
-            outbox_id = conn.execute(
+            inserted = conn.execute(
                 insert(outbox).values(
                     account=self.account.address,
                     nonce=nonce,
@@ -307,7 +307,10 @@ class SubmissionPipeline:
                     created_at=now,
                     updated_at=now,
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+            if inserted is None:
+                raise LedgerError("the outbox did not return the new row's id")
+            outbox_id = inserted[0]
             fresh = [(i, p) for i, p in enumerate(batch) if p.submission_id is None]
             again = [(i, p) for i, p in enumerate(batch) if p.submission_id is not None]
             if fresh:
@@ -336,7 +339,9 @@ class SubmissionPipeline:
                 )
             ids = list(
                 conn.execute(
-                    select(submissions.c.id).where(submissions.c.outbox_id == outbox_id).order_by(submissions.c.position)
+                    select(submissions.c.id)
+                    .where(submissions.c.outbox_id == outbox_id)
+                    .order_by(submissions.c.position)
                 ).scalars()
             )
         for p, sid in zip(batch, ids, strict=True):
@@ -386,8 +391,9 @@ class SubmissionPipeline:
                     elif time.monotonic() - waiting_since[1] > MISSING_CHECK_S:
                         waiting_since = None
                         if self.rpc.call("eth_getTransactionByHash", flight.tx_hash) is None:
-                            log.warning("node does not know %s (restored from an older state?): sending again",
-                                        flight.tx_hash)
+                            log.warning(
+                                "node does not know %s (restored from an older state?): sending again", flight.tx_hash
+                            )
                             self._resend_missing()
                     time.sleep(RECEIPT_POLL_S)
                     continue
@@ -400,7 +406,7 @@ class SubmissionPipeline:
                 continue
             try:
                 self._settle(flight, receipt)
-            except Exception as exc:  # noqa: BLE001 - every caller must hear of it
+            except Exception as exc:
                 log.exception("settling %s failed", flight.tx_hash)
                 error = exc if isinstance(exc, LedgerError) else LedgerError(f"settling failed: {exc}")
                 for p in flight.items:
@@ -596,15 +602,15 @@ class SubmissionPipeline:
             ).all()
         if int(receipt["status"], 16) != 1:
             failed = {
-                i: SubmissionResult("failed", _hex(s.exact_key), 0, row["tx_hash"], None, s.id, error={"code": "revert"})
+                i: SubmissionResult(
+                    "failed", _hex(s.exact_key), 0, row["tx_hash"], None, s.id, error={"code": "revert"}
+                )
                 for i, s in enumerate(subs)
             }
             self._record(row["id"], "reverted", int(receipt["blockNumber"], 16), [], failed_positions=failed)
             return
         events = decode_submission_logs(receipt["logs"], self.address)
-        claims = [
-            ClaimSubmission(s.exact_key, s.document_hash, (), 0, 0, 0, frequency=s.frequency) for s in subs
-        ]
+        claims = [ClaimSubmission(s.exact_key, s.document_hash, (), 0, 0, 0, frequency=s.frequency) for s in subs]
         results = assign_results(
             claims,
             events,

@@ -74,9 +74,7 @@ class RpcClient:
         return session
 
     def call(self, method: str, *params: Any) -> Any:
-        body = orjson.dumps(
-            {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
-        )
+        body = orjson.dumps({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)})
         attempts = RETRY_ATTEMPTS if method in RETRYABLE_METHODS else 1
         for attempt in range(attempts):
             try:
@@ -88,9 +86,7 @@ class RpcClient:
                     raise ChainUnavailableError(f"node at {self.url} did not answer {method}: {exc}") from exc
                 time.sleep(RETRY_BACKOFF_S * (attempt + 1))
         if response.status_code >= 500 or not response.content:
-            raise ChainUnavailableError(
-                f"node at {self.url} answered {method} with HTTP {response.status_code}"
-            )
+            raise ChainUnavailableError(f"node at {self.url} answered {method} with HTTP {response.status_code}")
         answer = orjson.loads(response.content)
         if "error" in answer:
             raise RpcError(method, answer["error"])

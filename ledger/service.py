@@ -86,7 +86,11 @@ class ClaimLedgerService:
         self.keyring = keyring
         self.vault = vault
         self.indexer = Indexer(self.rpc, contract.address, engine)
-        self._pipeline_settings = {"max_batch": max_batch, "max_wait_ms": max_wait_ms, "max_tx_gas": max_tx_gas}
+        self._pipeline_settings: dict[str, Any] = {
+            "max_batch": max_batch,
+            "max_wait_ms": max_wait_ms,
+            "max_tx_gas": max_tx_gas,
+        }
         self._pipelines: dict[str, SubmissionPipeline] = {}
         self._orgs: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -130,7 +134,9 @@ class ClaimLedgerService:
         problems = find_problems(claim, today=today)
         if self.org_index(claim.payer_id) == 0:
             problems.append(
-                FieldProblem("payer_id", claim.payer_id, "unknown_payer", f"payer {claim.payer_id} is not a consortium member")
+                FieldProblem(
+                    "payer_id", claim.payer_id, "unknown_payer", f"payer {claim.payer_id} is not a consortium member"
+                )
             )
         return claim, problems
 
@@ -228,8 +234,9 @@ class ClaimLedgerService:
             related_version=version,
         )
         r = self.pipeline(member.account).submit(submission).result()
-        return ClaimOutcome(r.status, None, exact_key=r.exact_key, version=r.version, tx_hash=r.tx_hash,
-                            block_number=r.block_number)
+        return ClaimOutcome(
+            r.status, None, exact_key=r.exact_key, version=r.version, tx_hash=r.tx_hash, block_number=r.block_number
+        )
 
     # -------------------------------------------------------------- payer
 
@@ -243,11 +250,19 @@ class ClaimLedgerService:
             outcome = getattr(self.contract, step)(exact_key, version, *args, sender=member.account)
         return {"tx_hash": "0x" + outcome.transaction_hash.hex(), "block_number": outcome.block_number}
 
-    def acknowledge(self, member: Member, exact_key: bytes, version: int, accepted: bool, reason: str = "") -> dict[str, Any]:
+    def acknowledge(
+        self, member: Member, exact_key: bytes, version: int, accepted: bool, reason: str = ""
+    ) -> dict[str, Any]:
         return self._payer_step(member, exact_key, version, "acknowledge", accepted, reason.encode("ascii"))
 
     def adjudicate(
-        self, member: Member, exact_key: bytes, version: int, outcome: str, allowed_cents: int, carc_codes: Sequence[str]
+        self,
+        member: Member,
+        exact_key: bytes,
+        version: int,
+        outcome: str,
+        allowed_cents: int,
+        carc_codes: Sequence[str],
     ) -> dict[str, Any]:
         return self._payer_step(member, exact_key, version, "adjudicate", outcome, allowed_cents, list(carc_codes))
 
@@ -275,20 +290,30 @@ class ClaimLedgerService:
 
     def claim(self, exact_key: bytes, version: int) -> dict[str, Any]:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(indexed_claims).where(indexed_claims.c.exact_key == exact_key, indexed_claims.c.version == version)
-            ).mappings().first()
+            row = (
+                conn.execute(
+                    select(indexed_claims).where(
+                        indexed_claims.c.exact_key == exact_key, indexed_claims.c.version == version
+                    )
+                )
+                .mappings()
+                .first()
+            )
         if row is None:
             raise ClaimNotFoundError(f"no claim 0x{exact_key.hex()}:{version} in the index")
         return {k: ("0x" + v.hex() if isinstance(v, bytes) else v) for k, v in row.items()}
 
     def history(self, exact_key: bytes, version: int) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(indexed_events)
-                .where(indexed_events.c.exact_key == exact_key, indexed_events.c.version == version)
-                .order_by(indexed_events.c.block_number, indexed_events.c.log_index)
-            ).mappings().all()
+            rows = (
+                conn.execute(
+                    select(indexed_events)
+                    .where(indexed_events.c.exact_key == exact_key, indexed_events.c.version == version)
+                    .order_by(indexed_events.c.block_number, indexed_events.c.log_index)
+                )
+                .mappings()
+                .all()
+            )
         return [{k: ("0x" + v.hex() if isinstance(v, bytes) else v) for k, v in r.items()} for r in rows]
 
     def verify(self, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -296,9 +321,11 @@ class ClaimLedgerService:
         claim = parse_claim(data)
         for fp in fingerprints_for_rotation(claim, self.keyring):
             with self.engine.connect() as conn:
-                row = conn.execute(
-                    select(indexed_claims).where(indexed_claims.c.document_hash == fp.document_hash)
-                ).mappings().first()
+                row = (
+                    conn.execute(select(indexed_claims).where(indexed_claims.c.document_hash == fp.document_hash))
+                    .mappings()
+                    .first()
+                )
             if row is not None:
                 return {
                     "matches": True,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ledger.chain import ClaimLedgerContract, ClaimSubmission, connect  # noqa: E402
-from ledger.node import LocalNode, NodeConfig  # noqa: E402
+from ledger.chain import ClaimLedgerContract, ClaimSubmission, connect
+from ledger.node import LocalNode, NodeConfig
 
 BATCH = 100
 KEY_ID = 7
@@ -22,7 +22,9 @@ KEY_ID = 7
 
 def claims(payer: int, lines: int, n: int = BATCH) -> list[ClaimSubmission]:
     return [
-        ClaimSubmission(os.urandom(32), os.urandom(32), tuple(os.urandom(32) for _ in range(lines)), KEY_ID, payer, 12_500)
+        ClaimSubmission(
+            os.urandom(32), os.urandom(32), tuple(os.urandom(32) for _ in range(lines)), KEY_ID, payer, 12_500
+        )
         for _ in range(n)
     ]
 

@@ -19,17 +19,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from eth_account import Account  # noqa: E402
-from sqlalchemy import Column, LargeBinary, MetaData, Table, create_engine, insert  # noqa: E402
+from eth_account import Account
+from sqlalchemy import Column, LargeBinary, MetaData, Table, create_engine, insert
 
-from ledger.chain import ClaimLedgerContract, ClaimSubmission, connect  # noqa: E402
-from ledger.claim import parse_claim  # noqa: E402
-from ledger.fingerprint import FingerprintKey, fingerprint  # noqa: E402
-from ledger.node import DEV_MNEMONIC, LocalNode, NodeConfig  # noqa: E402
-from ledger.pipeline import SubmissionPipeline  # noqa: E402
-from ledger.rpc import RpcClient  # noqa: E402
-from ledger.store import make_engine, sqlite_url  # noqa: E402
-from ledger.validation import find_problems  # noqa: E402
+from ledger.chain import ClaimLedgerContract, ClaimSubmission, connect
+from ledger.claim import parse_claim
+from ledger.fingerprint import FingerprintKey, fingerprint
+from ledger.node import DEV_MNEMONIC, LocalNode, NodeConfig
+from ledger.pipeline import SubmissionPipeline
+from ledger.rpc import RpcClient
+from ledger.store import make_engine, sqlite_url
+from ledger.validation import find_problems
 
 Account.enable_unaudited_hdwallet_features()
 NPI = "1234567893"
@@ -81,9 +81,10 @@ def main() -> None:
     key = FingerprintKey.generate()
     signer = Account.from_mnemonic(DEV_MNEMONIC, account_path="m/44'/60'/0'/0/1")
     rows: list[tuple[str, str]] = []
-    with tempfile.TemporaryDirectory() as tmp, LocalNode(
-        NodeConfig(data_dir=Path(tmp), gas_limit=1_000_000_000)
-    ) as node:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        LocalNode(NodeConfig(data_dir=Path(tmp), gas_limit=1_000_000_000)) as node,
+    ):
         w3 = connect(node.rpc_url)
         admin, provider, payer_account = w3.eth.accounts[:3]
         ledger, _ = ClaimLedgerContract.deploy(w3, admin)
@@ -155,7 +156,9 @@ def main() -> None:
         t = time.perf_counter()
         with sql.begin() as conn:
             for k in range(0, n, 1000):
-                conn.execute(insert(table), [{"exact_key": c.exact_key, "doc": c.document_hash} for c in only[k : k + 1000]])
+                conn.execute(
+                    insert(table), [{"exact_key": c.exact_key, "doc": c.document_hash} for c in only[k : k + 1000]]
+                )
         sql_rate = n / (time.perf_counter() - t)
         rows.append(("SQL only (SQLite unique insert), batch 1000", rate(n, 1 / sql_rate * n)))
         rows.append(("ratio pipeline(batch 1000) / naive", f"{empty_rate / naive_rate:10,.1f}"))

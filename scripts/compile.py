@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ledger.compiler import compile_contracts, write_artifact  # noqa: E402
+from ledger.compiler import compile_contracts, write_artifact
 
 
 def main() -> None:

@@ -201,8 +201,6 @@ def test_index_matches_contract(ledger: Ledger, tmp_path: Path) -> None:
     assert len(events) == len(ledger.all_logs())
 
 
-
-
 def test_index_keeps_payer_figures(ledger: Ledger, tmp_path: Path) -> None:
     populate(ledger, tmp_path)
     engine = new_engine(tmp_path / "index.sqlite")

@@ -14,8 +14,14 @@ def log(tmp_path):
     access = AccessLog(engine)
     for i in range(10):
         access.append(
-            actor=f"key-{i % 3}", org="PROV-A", role="provider", action="claim.read",
-            claim=f"0x{'ab' * 32}:{i}", request_id=f"req-{i}", outcome="200", at=1_700_000_000 + i,
+            actor=f"key-{i % 3}",
+            org="PROV-A",
+            role="provider",
+            action="claim.read",
+            claim=f"0x{'ab' * 32}:{i}",
+            request_id=f"req-{i}",
+            outcome="200",
+            at=1_700_000_000 + i,
         )
     return access
 
@@ -27,7 +33,9 @@ def test_a_clean_log_verifies(log: AccessLog) -> None:
     assert log.entries(after=0, limit=1)[0].prev_hash == GENESIS
 
 
-@pytest.mark.parametrize("statement", ["UPDATE access_log SET outcome = '403' WHERE seq = 4", "DELETE FROM access_log WHERE seq = 4"])
+@pytest.mark.parametrize(
+    "statement", ["UPDATE access_log SET outcome = '403' WHERE seq = 4", "DELETE FROM access_log WHERE seq = 4"]
+)
 def test_the_table_refuses_updates_and_deletes(log: AccessLog, statement: str) -> None:
     with pytest.raises(DatabaseError, match="append-only"), log.engine.begin() as conn:
         conn.execute(text(statement))
