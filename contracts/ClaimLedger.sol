@@ -42,12 +42,14 @@ contract ClaimLedger is OrganisationRegistry {
 
     /**
      * @notice Records a batch of claims for the caller's organisation.
-     * Requirements: PROVIDER_ROLE, an active organisation, 1 to MAX_BATCH claims, and for
-     * each claim non-zero keys, as many line keys as `lineCount` (at least one), a total
-     * charge above zero that fits 64 bits, an accepted key id, an active payer, frequency
-     * 1 (no related claim), 7 or 8 (a live, unpaid claim of the caller's organisation at
-     * exactly (relatedKey, relatedVersion)). Any of these failing reverts the whole batch.
-     * An exact duplicate of a live claim does not revert: it is refused and kept as evidence.
+     * Requirements: PROVIDER_ROLE, an active organisation, 1 to MAX_BATCH claims. A void
+     * (frequency 8) needs only (relatedKey, relatedVersion): a live, unpaid claim of the
+     * caller's organisation; its other fields are not read. Every other claim needs non-zero
+     * keys, as many line keys as `lineCount` (at least one), a total charge above zero that
+     * fits 64 bits, an accepted key id, an active payer, and frequency 1 (no related claim)
+     * or 7 (replacing such a live, unpaid claim). Any of these failing reverts the whole
+     * batch. An exact duplicate of a live claim does not revert: it is refused and kept as
+     * evidence (its other fields are then not checked: nothing of it is written).
      * Emits, per claim: {ClaimSubmitted} and {SuspectDuplicateFlagged} per suspect line;
      * {DuplicateRefused}; {ClaimReplaced} then {ClaimSubmitted}; or {ClaimVoided}.
      * @return versions per claim, the version recorded (0 if refused as a duplicate; for a
@@ -164,9 +166,9 @@ contract ClaimLedger is OrganisationRegistry {
     // ------------------------------------------------------------------ views
 
     /// @notice Packs a claim's small fields into `ClaimSubmission.terms` (see IClaimLedger).
-    /// Reverts with {ClaimLedgerAmountOverflow} (index 0) if the total charge does not fit its 96 bits.
+    /// Reverts with {ClaimLedgerAmountOverflow} (index 0) if the total charge does not fit 64 bits.
     function packTerms(ClaimTerms memory t) public pure returns (uint256) {
-        if (t.totalCharge > type(uint96).max) revert ClaimLedgerAmountOverflow(0, t.totalCharge, type(uint64).max);
+        if (t.totalCharge > type(uint64).max) revert ClaimLedgerAmountOverflow(0, t.totalCharge, type(uint64).max);
         return uint256(uint96(t.totalCharge)) | (uint256(t.keyId) << 96) | (uint256(t.payerOrg) << 128)
             | (uint256(t.relatedVersion) << 160) | (uint256(t.lineCount) << 192) | (uint256(t.frequency) << 208);
     }
@@ -214,7 +216,7 @@ contract ClaimLedger is OrganisationRegistry {
 
     /// @notice The newest live claim holding suspect key `lineKey`: its exact key and version (zero if none).
     function lineHolder(bytes32 lineKey) external view returns (bytes32 exactKey, uint32 version) {
-        exactKey = _liveHolder(lineKey, _lineHolder[lineKey], bytes32(0));
+        (exactKey,) = _walkLine(lineKey, _lineHolder[lineKey], bytes32(0));
         version = exactKey == bytes32(0) ? 0 : liveVersion(exactKey);
     }
 
@@ -253,10 +255,12 @@ contract ClaimLedger is OrganisationRegistry {
         } else if (t.frequency != FREQUENCY_ORIGINAL) {
             revert ClaimLedgerUnknownFrequency(i, t.frequency);
         } else {
-            if (c.relatedKey != bytes32(0)) revert ClaimLedgerUnexpectedRelatedClaim(i, c.relatedKey);
             if (_isLive(held)) {
                 emit DuplicateRefused(key, previousVersion, provider, c.documentHash);
                 return 0;
+            }
+            if (c.relatedKey != bytes32(0) || t.relatedVersion != 0) {
+                revert ClaimLedgerUnexpectedRelatedClaim(i, c.relatedKey);
             }
         }
 
@@ -294,11 +298,13 @@ contract ClaimLedger is OrganisationRegistry {
                 _lineHolder[lineKey] = key;
                 continue;
             }
-            bytes32 earlier = _liveHolder(lineKey, top, key);
+            (bytes32 earlier, bool listed) = _walkLine(lineKey, top, key);
             if (earlier != bytes32(0)) {
                 suspect = true;
                 emit SuspectDuplicateFlagged(key, version, uint16(j), earlier, _claims[earlier].version);
-                if (top != key) {
+                // A key already in the list (an earlier version of this claim) is not linked again: that
+                // would loop the list and lose the claims behind it.
+                if (top != key && !listed) {
                     _lineNext[keccak256(abi.encode(lineKey, key))] = top;
                     _lineHolder[lineKey] = key;
                 }
@@ -308,14 +314,19 @@ contract ClaimLedger is OrganisationRegistry {
         }
     }
 
-    /// @dev The first live claim other than `self` in line `lineKey`'s list from `holder` on (zero if none
-    /// within MAX_LINE_WALK steps).
-    function _liveHolder(bytes32 lineKey, bytes32 holder, bytes32 self) private view returns (bytes32) {
+    /// @dev Walks line `lineKey`'s list from `holder` (at most MAX_LINE_WALK steps): the first live claim
+    /// other than `self`, and whether `self` is in the list.
+    function _walkLine(bytes32 lineKey, bytes32 holder, bytes32 self) private view returns (bytes32 earlier, bool listed) {
         for (uint256 step = 0; step < MAX_LINE_WALK && holder != bytes32(0); ++step) {
-            if (holder != self && _isLive(_claims[holder].status)) return holder;
+            if (holder == self) {
+                listed = true;
+                if (earlier != bytes32(0)) return (earlier, listed);
+            } else if (earlier == bytes32(0) && _isLive(_claims[holder].status)) {
+                earlier = holder;
+                if (listed) return (earlier, listed);
+            }
             holder = _lineNext[keccak256(abi.encode(lineKey, holder))];
         }
-        return bytes32(0);
     }
 
     /// @dev The checks of a claim that is about to be recorded (an exact duplicate is refused before them).

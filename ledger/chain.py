@@ -38,7 +38,8 @@ LIVE_STATUSES = frozenset({"submitted", "accepted", "adjudicated", "paid"})
 def connect(rpc_url: str, *, poa: bool | None = None, timeout: float = DEFAULT_RPC_TIMEOUT_S) -> Web3:
     """A Web3 over HTTP. ``poa`` adds the extra-data middleware QBFT/Clique blocks need;
     None detects it from the latest block's extra data."""
-    w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    # cache_allowed_requests: eth_chainId and the like are asked once, not on every transaction
+    w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, cache_allowed_requests=True))
     try:
         if poa is None:
             extra = w3.eth.get_block("latest").get("extraData", b"")

@@ -437,13 +437,6 @@ def test_a_line_shared_by_two_live_claims_stays_suspect_after_the_first_is_voide
     assert c.ledger.line_holder(line) == (second.exact_key, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="contract defect (ClaimLedger._holdLines, working-tree fix): when claim K comes back under its "
-    "own exact key while another claim Y heads the line's list, `_lineNext[(line, K)] = top` overwrites "
-    "K's old link to X and makes the cycle K -> Y -> K; X, still live, drops out of the list, so later "
-    "claims are not flagged against it and lineHolder() returns zero",
-)
 @pytest.mark.parametrize("comes_back", ["sent again after its void", "replaced in its slot"])
 def test_every_live_claim_on_a_line_stays_findable_when_one_comes_back_under_its_exact_key(
     c: Consortium, comes_back: str
