@@ -31,7 +31,7 @@ from ledger.chain import ClaimSubmission, ContractAbi
 from ledger.compiler import load_artifact
 from ledger.errors import ChainUnavailableError, ContractRevertError, LedgerError
 from ledger.rpc import RpcClient, RpcError
-from ledger.store import outbox, submissions
+from ledger.store import bulk, outbox, submissions
 
 log = logging.getLogger(__name__)
 
@@ -313,23 +313,15 @@ class SubmissionPipeline:
             outbox_id = inserted[0]
             fresh = [(i, p) for i, p in enumerate(batch) if p.submission_id is None]
             again = [(i, p) for i, p in enumerate(batch) if p.submission_id is not None]
-            if fresh:
-                conn.execute(
-                    insert(submissions),
-                    [
-                        {
-                            "outbox_id": outbox_id,
-                            "position": i,
-                            "exact_key": p.claim.exact_key,
-                            "document_hash": p.claim.document_hash,
-                            "frequency": p.claim.frequency,
-                            "status": "pending",
-                            "created_at": now,
-                            "updated_at": now,
-                        }
-                        for i, p in fresh
-                    ],
-                )
+            bulk(
+                conn,
+                "INSERT INTO submissions (outbox_id, position, exact_key, document_hash, frequency, status,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+                [
+                    (outbox_id, i, p.claim.exact_key, p.claim.document_hash, p.claim.frequency, now, now)
+                    for i, p in fresh
+                ],
+            )
             if again:
                 conn.execute(
                     update(submissions)
@@ -519,21 +511,12 @@ class SubmissionPipeline:
             conn.execute(
                 update(outbox).where(outbox.c.id == outbox_id).values(status=status, block_number=block, updated_at=now)
             )
-            rows = [
-                {"sid": r.submission_id, "st": r.status, "ver": r.version, "res": orjson.dumps(r.to_dict()).decode()}
-                for r in results
+            rows = [(r.status, r.version, orjson.dumps(r.to_dict()).decode(), now, r.submission_id) for r in results]
+            rows += [
+                ("failed", 0, orjson.dumps(r.to_dict()).decode(), now, r.submission_id)
+                for r in (failed_positions or {}).values()
             ]
-            for r in (failed_positions or {}).values():
-                rows.append(
-                    {"sid": r.submission_id, "st": "failed", "ver": 0, "res": orjson.dumps(r.to_dict()).decode()}
-                )
-            if rows:
-                conn.execute(
-                    update(submissions)
-                    .where(submissions.c.id == bindparam("sid"))
-                    .values(status=bindparam("st"), version=bindparam("ver"), result=bindparam("res"), updated_at=now),
-                    rows,
-                )
+            bulk(conn, "UPDATE submissions SET status = ?, version = ?, result = ?, updated_at = ? WHERE id = ?", rows)
 
     # -------------------------------------------------------------- recovery
 

@@ -7,6 +7,7 @@ index of chain events (derived: it can be rebuilt from block 0).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Connection,
     Engine,
     Index,
     Integer,
@@ -187,6 +189,16 @@ _APPEND_ONLY_POSTGRES = (
     "CREATE TRIGGER access_log_append_only BEFORE UPDATE OR DELETE ON access_log "
     "FOR EACH ROW EXECUTE FUNCTION access_log_append_only()",
 )
+
+
+def bulk(conn: Connection, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """executemany straight through the driver: for the pipeline's thousand-row writes, where
+    SQLAlchemy's per-row parameter handling costs 3x. ``statement`` uses ``?`` placeholders."""
+    if not rows:
+        return
+    if conn.dialect.paramstyle in ("format", "pyformat"):
+        statement = statement.replace("?", "%s")
+    conn.exec_driver_sql(statement, list(rows))
 
 
 def sqlite_url(path: Path) -> str:
