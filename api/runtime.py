@@ -24,10 +24,10 @@ from sqlalchemy import Engine
 from web3 import Web3
 
 import api.idempotency  # noqa: F401 - its table joins ledger.store.metadata before create_all
-from api.settings import Settings
+from api.settings import DEFAULT_DEV_FUNDING_WEI, Settings
 from ledger.audit import AccessLog
 from ledger.chain import ClaimLedgerContract, connect
-from ledger.consortium import DEV_CHAIN_IDS, Consortium, IssuedKey, dev_operator_account
+from ledger.consortium import DEV_CHAIN_IDS, OPERATOR_NAME, Consortium, IssuedKey, dev_operator_account
 from ledger.deploy import ensure_deployed, load_deployment
 from ledger.documents import DocumentKey, DocumentVault
 from ledger.errors import ConfigurationError, LedgerError
@@ -39,7 +39,7 @@ from ledger.store import make_engine, metadata
 log = logging.getLogger("claimledger")
 
 NODE_FILE = "node.json"
-DEFAULT_DEV_FUNDING_WEI = 10 * 10**18
+DEMO_MARKER = "demo-consortium.json"
 DEMO_CONSORTIUM = (
     ("PROV-A", "provider"),
     ("PAYER-ACME", "payer"),
@@ -121,13 +121,28 @@ class Runtime:
         )
 
     def create_demo_consortium(self) -> list[IssuedKey]:
-        """On first run (no organisation yet): a provider, two payers, an auditor, and an operator key."""
-        if self.consortium.organisations():
+        """On first run: a provider, two payers, an auditor, and an operator key; their keys, to show once.
+
+        Resumable: a first run that stopped half way finishes on the next start (and only then
+        shows the keys). A data folder whose operator made other organisations first gets no demo.
+        """
+        marker = self.settings.data_dir / DEMO_MARKER
+        if marker.exists():
             return []
-        keys = [self.consortium.issue_key("OPERATOR", label="demo operator")]
+        known = {o.name: o for o in self.consortium.organisations()}
+        demo_names = {name for name, _ in DEMO_CONSORTIUM}
+        if set(known) - demo_names:
+            return []
+        with_keys = {k.organisation for k in self.consortium.api_keys() if k.revoked_at is None}
+        keys = []
+        if OPERATOR_NAME not in with_keys:
+            keys.append(self.consortium.issue_key(OPERATOR_NAME, label="demo operator"))
         for name, role in DEMO_CONSORTIUM:
-            self.consortium.create_organisation(name, role)
-            keys.append(self.consortium.issue_key(name, label="demo"))
+            if name not in known or known[name].status != "active":
+                self.consortium.create_organisation(name, role)
+            if name not in with_keys:
+                keys.append(self.consortium.issue_key(name, label="demo"))
+        marker.write_text(json.dumps({"organisations": [n for n, _ in DEMO_CONSORTIUM], "at": int(time.time())}) + "\n")
         self.first_run_keys = keys
         return keys
 

@@ -511,9 +511,9 @@ class SubmissionPipeline:
             conn.execute(
                 update(outbox).where(outbox.c.id == outbox_id).values(status=status, block_number=block, updated_at=now)
             )
-            rows = [(r.status, r.version, orjson.dumps(r.to_dict()).decode(), now, r.submission_id) for r in results]
+            rows = [(r.status, r.version, orjson.dumps(r).decode(), now, r.submission_id) for r in results]
             rows += [
-                ("failed", 0, orjson.dumps(r.to_dict()).decode(), now, r.submission_id)
+                ("failed", 0, orjson.dumps(r).decode(), now, r.submission_id)
                 for r in (failed_positions or {}).values()
             ]
             bulk(conn, "UPDATE submissions SET status = ?, version = ?, result = ?, updated_at = ? WHERE id = ?", rows)
