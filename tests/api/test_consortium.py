@@ -9,7 +9,7 @@ import sqlite3
 import httpx
 import pytest
 from eth_account import Account
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from api.settings import Settings
 from tests.api.conftest import TEST_KDF_ITERATIONS, LiveGateway
@@ -51,8 +51,9 @@ def test_placeholder_secrets_are_refused_outside_development() -> None:
     with pytest.raises(ValidationError, match="placeholder"):
         Settings(_env_file=None, environment="production")  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="placeholder"):
-        Settings(_env_file=None, environment="production", keystore_passphrase="changethis")  # type: ignore[call-arg]
-    strong = Settings(_env_file=None, environment="production", keystore_passphrase="a long and real passphrase")  # type: ignore[call-arg]
+        Settings(_env_file=None, environment="production", keystore_passphrase=SecretStr("changethis"))  # type: ignore[call-arg]
+    real = SecretStr("a long and real passphrase")
+    strong = Settings(_env_file=None, environment="production", keystore_passphrase=real)  # type: ignore[call-arg]
     assert strong.kdf_iterations == 200_000
     assert Settings(_env_file=None).kdf_iterations == 20_000  # type: ignore[call-arg]
 
