@@ -65,8 +65,7 @@ class Gateway:
         if access_log is None:
             return
         with self._access_lock:
-            for claim in claims:
-                try:
-                    access_log.append(claim=claim, **fields)
-                except Exception:  # noqa: BLE001 - another writer moved the head: the log re-reads it, once
-                    access_log.append(claim=claim, **fields)
+            try:
+                access_log.append_many(list(claims), **fields)
+            except Exception:  # noqa: BLE001 - another writer moved the head: the log re-reads it, once
+                access_log.append_many(list(claims), **fields)

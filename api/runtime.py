@@ -97,9 +97,14 @@ class Runtime:
                 funding_wei=funding,
             )
             service = ClaimLedgerService(
-                rpc_url=rpc_url, contract=contract, engine=engine, keyring=keyring, vault=vault
+                rpc_url=rpc_url,
+                contract=contract,
+                engine=engine,
+                keyring=keyring,
+                vault=vault,
+                max_tx_gas=settings.max_tx_gas,
+                start_block=block,
             )
-            service.indexer.start_block = block
         except BaseException:
             if node is not None:
                 _forget_node(settings)
@@ -225,7 +230,8 @@ def _node_for(settings: Settings, *, serve: bool) -> tuple[LocalNode | None, str
                 "stop it first, or give this gateway its own CLAIMLEDGER_DATA_DIR"
             )
         return None, running
-    node = LocalNode(NodeConfig(data_dir=settings.data_dir, port=settings.node_port)).start()
+    config = NodeConfig(data_dir=settings.data_dir, port=settings.node_port, gas_limit=settings.node_gas_limit)
+    node = LocalNode(config).start()
     tmp = _node_file(settings).with_suffix(".tmp")
     tmp.write_text(json.dumps({"rpc_url": node.rpc_url, "pid": os.getpid()}) + "\n")
     tmp.replace(_node_file(settings))

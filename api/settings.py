@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     port: int = DEFAULT_PORT
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
     max_batch_claims: int = Field(default=DEFAULT_MAX_BATCH_CLAIMS, ge=1, le=2000)
+    node_gas_limit: int = Field(default=1_000_000_000, ge=30_000_000)
+    """The embedded node's block gas limit: room for several 1,000-claim transactions a block."""
+    max_tx_gas: int = Field(default=100_000_000, ge=1_000_000)
+    """The most gas one submission transaction may use (a 1,000-claim batch needs about 55M)."""
     index_interval_s: float = Field(default=0.25, gt=0)
     retry_after_s: int = Field(default=2, ge=1)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)

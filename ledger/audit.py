@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -89,28 +89,49 @@ class AccessLog:
         outcome: str,
         at: int | None = None,
     ) -> AuditEntry:
+        fields = {"actor": actor, "org": org, "role": role, "action": action, "request_id": request_id}
+        return self.append_many([claim], outcome=outcome, at=at, **fields)[0]
+
+    def append_many(
+        self,
+        claims: Sequence[str | None],
+        *,
+        actor: str,
+        org: str,
+        role: str,
+        action: str,
+        request_id: str,
+        outcome: str,
+        at: int | None = None,
+    ) -> list[AuditEntry]:
+        """One entry per claim a request touched, chained and written in one transaction."""
+        when = int(time.time()) if at is None else at
         with self._lock:
             seq, prev = self._head if self._head is not None else self.head()
-            fields: dict[str, Any] = {
-                "seq": seq + 1,
-                "at": int(time.time()) if at is None else at,
-                "actor": actor,
-                "org": org,
-                "role": role,
-                "action": action,
-                "claim": claim,
-                "request_id": request_id,
-                "outcome": outcome,
-            }
-            digest = entry_hash(prev, fields)
+            entries: list[AuditEntry] = []
+            for claim in claims:
+                fields: dict[str, Any] = {
+                    "seq": seq + 1,
+                    "at": when,
+                    "actor": actor,
+                    "org": org,
+                    "role": role,
+                    "action": action,
+                    "claim": claim,
+                    "request_id": request_id,
+                    "outcome": outcome,
+                }
+                digest = entry_hash(prev, fields)
+                entries.append(AuditEntry(**fields, prev_hash=prev, entry_hash=digest))
+                seq, prev = seq + 1, digest
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(insert(access_log).values(**fields, prev_hash=prev, entry_hash=digest))
+                    conn.execute(insert(access_log), [e.to_dict() for e in entries])
             except Exception:
                 self._head = None  # another writer may have appended: read the head again next time
                 raise
-            self._head = (seq + 1, digest)
-            return AuditEntry(**fields, prev_hash=prev, entry_hash=digest)
+            self._head = (seq, prev)
+            return entries
 
     def entries(self, *, after: int = 0, limit: int = 1000, claim: str | None = None) -> list[AuditEntry]:
         q = select(access_log).where(access_log.c.seq > after).order_by(access_log.c.seq).limit(limit)

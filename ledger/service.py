@@ -8,8 +8,9 @@ keeps each document encrypted off chain, and answers from the chain and its SQL 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -21,6 +22,7 @@ from ledger.chain import ClaimLedgerContract, ClaimSubmission, org_id
 from ledger.claim import Claim, Frequency, parse_claim
 from ledger.documents import DocumentVault
 from ledger.errors import (
+    ChainUnavailableError,
     ClaimNotFoundError,
     ClaimValidationError,
     FieldProblem,
@@ -34,6 +36,7 @@ from ledger.rpc import RpcClient
 from ledger.store import indexed_claims, indexed_events
 from ledger.validation import find_problems
 
+DEFAULT_SUBMIT_TIMEOUT_S = 30.0
 FREQUENCY_CODES = {Frequency.ORIGINAL: 1, Frequency.REPLACEMENT: 7, Frequency.VOID: 8}
 
 
@@ -79,13 +82,14 @@ class ClaimLedgerService:
         max_batch: int = 1000,
         max_wait_ms: float = 5.0,
         max_tx_gas: int = 25_000_000,
+        start_block: int = 0,
     ) -> None:
         self.rpc = RpcClient(rpc_url)
         self.contract = contract
         self.engine = engine
         self.keyring = keyring
         self.vault = vault
-        self.indexer = Indexer(self.rpc, contract.address, engine)
+        self.indexer = Indexer(self.rpc, contract.address, engine, start_block=start_block)
         self._pipeline_settings: dict[str, Any] = {
             "max_batch": max_batch,
             "max_wait_ms": max_wait_ms,
@@ -140,14 +144,20 @@ class ClaimLedgerService:
             )
         return claim, problems
 
-    def submit(self, member: Member, documents: Sequence[Mapping[str, Any]]) -> list[ClaimOutcome]:
-        """Submit claims for a provider; one outcome per document, in order."""
+    def submit(
+        self, member: Member, documents: Sequence[Mapping[str, Any]], *, timeout: float = DEFAULT_SUBMIT_TIMEOUT_S
+    ) -> list[ClaimOutcome]:
+        """Submit claims for a provider; one outcome per document, in order.
+
+        Every document is checked and fingerprinted before any is queued, and the queued ones are
+        stored (encrypted) before they are sent, so a refusal or a crash never leaves a claim on
+        chain without its document. ``timeout`` bounds the wait for the chain: past it,
+        ChainUnavailableError (the claims may still land; a retry then names them as duplicates).
+        """
         if member.role != "provider":
             raise PermissionDeniedError(f"{member.name} is a {member.role}: only providers submit claims")
         outcomes: list[ClaimOutcome | None] = [None] * len(documents)
-        waiting: list[tuple[int, Claim, bytes, Future[SubmissionResult]]] = []
-        sealed: list[tuple[bytes, bytes]] = []
-        pipeline = self.pipeline(member.account)
+        ready: list[tuple[int, Claim, ClaimSubmission]] = []
         for i, data in enumerate(documents):
             claim, problems = self.prepare(data)
             if problems:
@@ -164,7 +174,11 @@ class ClaimLedgerService:
                 continue
             related_key, related_version = b"\x00" * 32, 0
             if claim.frequency is not Frequency.ORIGINAL:
-                related_key, related_version = self._original_of(member, claim)
+                try:
+                    related_key, related_version = self._original_of(member, claim)
+                except ClaimValidationError as exc:
+                    outcomes[i] = ClaimOutcome("invalid", claim.claim_id, problems=[p.to_dict() for p in exc.problems])
+                    continue
             submission = ClaimSubmission(
                 exact_key=current.exact_key,
                 document_hash=current.document_hash,
@@ -176,12 +190,20 @@ class ClaimLedgerService:
                 related_key=related_key,
                 related_version=related_version,
             )
-            sealed.append((current.document_hash, canonical_document(claim)))
-            waiting.append((i, claim, current.document_hash, pipeline.submit(submission)))
-        self.vault.put_many(sealed)
+            ready.append((i, claim, submission))
+        self.vault.put_many([(s.document_hash, canonical_document(c)) for _, c, s in ready])
+        pipeline = self.pipeline(member.account)
+        waiting = [(i, claim, s.document_hash, pipeline.submit(s)) for i, claim, s in ready]
+        deadline = time.monotonic() + timeout
         for i, claim, doc_hash, future in waiting:
             try:
-                r = future.result()
+                r = future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except FutureTimeout:
+                raise ChainUnavailableError(
+                    f"the chain did not confirm within {timeout:.0f} s; the claims may still be recorded: "
+                    "retry with the same Idempotency-Key or look them up",
+                    retry_after=timeout,
+                ) from None
             except LedgerError as exc:
                 outcomes[i] = ClaimOutcome("failed", claim.claim_id, error=exc.to_dict())
                 continue
@@ -233,7 +255,13 @@ class ClaimLedgerService:
             related_key=exact_key,
             related_version=version,
         )
-        r = self.pipeline(member.account).submit(submission).result()
+        try:
+            r = self.pipeline(member.account).submit(submission).result(timeout=DEFAULT_SUBMIT_TIMEOUT_S)
+        except FutureTimeout:
+            raise ChainUnavailableError(
+                f"the chain did not confirm the void within {DEFAULT_SUBMIT_TIMEOUT_S:.0f} s; it may still land",
+                retry_after=DEFAULT_SUBMIT_TIMEOUT_S,
+            ) from None
         return ClaimOutcome(
             r.status, None, exact_key=r.exact_key, version=r.version, tx_hash=r.tx_hash, block_number=r.block_number
         )
@@ -319,6 +347,7 @@ class ClaimLedgerService:
     def verify(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Whether a claim document is one the ledger recorded, which, and its status."""
         claim = parse_claim(data)
+        self.indexer.run_once()
         for fp in fingerprints_for_rotation(claim, self.keyring):
             with self.engine.connect() as conn:
                 row = (

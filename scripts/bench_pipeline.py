@@ -1,41 +1,54 @@
-"""Throughput of the submission pipeline on a real anvil (prints a table).
+"""Throughput of the submission pipeline on real anvil nodes (prints a table).
 
-Run: .venv/bin/python scripts/bench_pipeline.py [--claims N] [--fill N]
-- pipeline, already fingerprinted claims, batches of 1 / 100 / 1,000, one-line and three-line;
-- validate + fingerprint + submit (parse, clean-claim rules, HMAC keys, pipeline) at batch 1,000;
+Run: .venv/bin/python scripts/bench_pipeline.py [--claims N] [--sizes 0,100000,1000000]
+
+Each figure on an empty ledger gets a node of its own, so none is measured on a chain that an
+earlier figure filled:
+- the pipeline with already fingerprinted claims, batches of 1 / 100 / 1,000, one-line and
+  three-line claims (automine: a block per transaction);
+- validate + fingerprint + submit (parse, clean-claim rules, HMAC keys, pipeline), batch 1,000;
 - a naive loop: one web3 contract transaction per claim, waiting for its receipt;
-- the same claims into SQL only (a unique insert per exact key, SQLite), what a user
-  without a chain would run;
-- with --fill N: the batch-1,000 rate again after N claims are on chain.
+- the same claims into SQL only (a unique insert per exact key), SQLite, and PostgreSQL when
+  CLAIMLEDGER_BENCH_POSTGRES_URL names one;
+- against the size of the ledger (--sizes): automine, and interval mining (1 s blocks, 4B gas,
+  80 transactions in flight), the rate at batch 1,000 with that many claims already on chain.
 """
+
+from __future__ import annotations
 
 import argparse
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from eth_account import Account
-from sqlalchemy import Column, LargeBinary, MetaData, Table, create_engine, insert
+from eth_account import Account  # noqa: E402
+from sqlalchemy import Column, LargeBinary, MetaData, Table, create_engine, insert  # noqa: E402
 
-from ledger.chain import ClaimLedgerContract, ClaimSubmission, connect
-from ledger.claim import parse_claim
-from ledger.fingerprint import FingerprintKey, fingerprint
-from ledger.node import DEV_MNEMONIC, LocalNode, NodeConfig
-from ledger.pipeline import SubmissionPipeline
-from ledger.rpc import RpcClient
-from ledger.store import make_engine, sqlite_url
-from ledger.validation import find_problems
+from ledger.chain import ClaimLedgerContract, ClaimSubmission, connect  # noqa: E402
+from ledger.claim import parse_claim  # noqa: E402
+from ledger.fingerprint import FingerprintKey, fingerprint  # noqa: E402
+from ledger.node import DEV_MNEMONIC, LocalNode, NodeConfig  # noqa: E402
+from ledger.pipeline import SubmissionPipeline  # noqa: E402
+from ledger.rpc import RpcClient  # noqa: E402
+from ledger.store import make_engine, sqlite_url  # noqa: E402
+from ledger.validation import find_problems  # noqa: E402
 
 Account.enable_unaudited_hdwallet_features()
+SIGNER = Account.from_mnemonic(DEV_MNEMONIC, account_path="m/44'/60'/0'/0/1")
+KEY = FingerprintKey.generate()
 NPI = "1234567893"
+MAX_TX_GAS = 100_000_000
 
 
-def claim_document(i: int, lines: int) -> dict:
+def claim_document(i: int, lines: int) -> dict[str, Any]:
     day = date(2026, 1, 1) + timedelta(days=i % 300)
     return {
         "claim_id": f"BENCH-{i}",
@@ -60,127 +73,179 @@ def claim_document(i: int, lines: int) -> dict:
     }
 
 
-def submissions(key: FingerprintKey, payer: int, start: int, n: int, lines: int) -> list[ClaimSubmission]:
+def submissions(payer: int, start: int, n: int, lines: int) -> list[ClaimSubmission]:
     out = []
     for i in range(start, start + n):
-        fp = fingerprint(parse_claim(claim_document(i, lines)), key)
+        fp = fingerprint(parse_claim(claim_document(i, lines)), KEY)
         out.append(ClaimSubmission(fp.exact_key, fp.document_hash, fp.line_keys, fp.key_id, payer, 12_500 * lines))
     return out
 
 
-def rate(n: int, seconds: float) -> str:
-    return f"{n / seconds:10,.0f}"
+class Bench:
+    """A fresh node with the ledger deployed and a provider and payer registered."""
+
+    def __init__(self, tmp: Path, node: LocalNode) -> None:
+        self.tmp, self.node = tmp, node
+        self.w3 = connect(node.rpc_url)
+        admin, self.provider, payer_account = self.w3.eth.accounts[:3]
+        self.ledger, _ = ClaimLedgerContract.deploy(self.w3, admin)
+        prov = self.ledger.register_organisation("PROV-BENCH", "provider", sender=admin)
+        self.payer = self.ledger.register_organisation("PAYER-BENCH", "payer", sender=admin)
+        self.ledger.add_account(prov, self.provider, sender=admin)
+        self.ledger.add_account(self.payer, payer_account, sender=admin)
+        self.ledger.set_fingerprint_key(KEY.key_id, True, sender=admin)
+        self.engine = make_engine(sqlite_url(tmp / "ledger.db"))
+        self.rpc = RpcClient(node.rpc_url)
+
+    def pipeline(self, **kwargs: Any) -> SubmissionPipeline:
+        kwargs.setdefault("max_tx_gas", MAX_TX_GAS)
+        return SubmissionPipeline(self.rpc, self.ledger.address, SIGNER, self.engine, **kwargs).start()
+
+    def through(self, claims: list[ClaimSubmission], **kwargs: Any) -> float:
+        pipe = self.pipeline(**kwargs)
+        t = time.perf_counter()
+        results = [f.result(timeout=1800) for f in pipe.submit_many(claims)]
+        dt = time.perf_counter() - t
+        pipe.stop()
+        bad = {r.status for r in results} - {"recorded"}
+        if bad:
+            raise SystemExit(f"benchmark claims not recorded: {bad}")
+        return len(claims) / dt
+
+
+@contextmanager
+def bench(**node_config: Any) -> Iterator[Bench]:
+    node_config.setdefault("gas_limit", 1_000_000_000)
+    node_config.setdefault("state_interval", 3600)  # the periodic dump is measured apart, see README
+    with tempfile.TemporaryDirectory() as tmp:
+        node = LocalNode(NodeConfig(data_dir=Path(tmp) / "node", **node_config)).start()
+        try:
+            if node_config.get("block_time"):
+                RpcClient(node.rpc_url).call("evm_setAutomine", True)  # set-up without waiting for blocks
+            b = Bench(Path(tmp), node)
+            if node_config.get("block_time"):
+                b.rpc.call("evm_setIntervalMining", int(node_config["block_time"]))
+            yield b
+        finally:
+            node.kill()
+
+
+def fill(b: Bench, count: int, **kwargs: Any) -> float:
+    pipe = b.pipeline(**kwargs)
+    t = time.perf_counter()
+    done = 0
+    while done < count:
+        chunk = [
+            ClaimSubmission(os.urandom(32), os.urandom(32), (os.urandom(32),), KEY.key_id, b.payer, 100)
+            for _ in range(min(50_000, count - done))
+        ]
+        for f in pipe.submit_many(chunk):
+            f.result(timeout=3600)
+        done += len(chunk)
+    pipe.stop()
+    return count / (time.perf_counter() - t)
+
+
+def sql_only(engine_url: str, claims: list[ClaimSubmission]) -> float:
+    sql = create_engine(engine_url)
+    md = MetaData()
+    table = Table(
+        "bench_claims", md, Column("exact_key", LargeBinary(32), primary_key=True), Column("doc", LargeBinary)
+    )
+    md.drop_all(sql)
+    md.create_all(sql)
+    t = time.perf_counter()
+    with sql.begin() as conn:
+        for k in range(0, len(claims), 1000):
+            rows = [{"exact_key": c.exact_key, "doc": c.document_hash} for c in claims[k : k + 1000]]
+            conn.execute(insert(table), rows)
+    rate = len(claims) / (time.perf_counter() - t)
+    md.drop_all(sql)
+    return rate
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--claims", type=int, default=10_000)
-    ap.add_argument("--fill", type=int, default=0)
+    ap.add_argument("--sizes", default="0,100000")
     args = ap.parse_args()
     n = args.claims
-    key = FingerprintKey.generate()
-    signer = Account.from_mnemonic(DEV_MNEMONIC, account_path="m/44'/60'/0'/0/1")
     rows: list[tuple[str, str]] = []
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        LocalNode(NodeConfig(data_dir=Path(tmp), gas_limit=1_000_000_000)) as node,
-    ):
-        w3 = connect(node.rpc_url)
-        admin, provider, payer_account = w3.eth.accounts[:3]
-        ledger, _ = ClaimLedgerContract.deploy(w3, admin)
-        prov = ledger.register_organisation("PROV-BENCH", "provider", sender=admin)
-        payer = ledger.register_organisation("PAYER-BENCH", "payer", sender=admin)
-        ledger.add_account(prov, provider, sender=admin)
-        ledger.add_account(payer, payer_account, sender=admin)
-        ledger.set_fingerprint_key(key.key_id, True, sender=admin)
-        engine = make_engine(sqlite_url(Path(tmp) / "ledger.db"))
-        rpc = RpcClient(node.rpc_url)
-        cursor = 0
 
-        def through_pipeline(batch: int, lines: int, count: int) -> float:
-            nonlocal cursor
-            claims = submissions(key, payer, cursor, count, lines)
-            cursor += count
-            pipe = SubmissionPipeline(rpc, ledger.address, signer, engine, max_batch=batch, max_tx_gas=200_000_000)
-            pipe.start()
-            t = time.perf_counter()
-            results = [f.result(timeout=600) for f in pipe.submit_many(claims)]
-            dt = time.perf_counter() - t
-            pipe.stop()
-            assert all(r.status == "recorded" for r in results), {r.status for r in results}
-            return dt
+    def row(what: str, value: float, fmt: str = "{:10,.0f}") -> None:
+        rows.append((what, fmt.format(value)))
+        print(f"  {what}: {fmt.format(value).strip()}", flush=True)
 
-        for lines in (1, 3):
-            for batch, count in ((1, min(n, 500)), (100, n), (1000, n)):
-                dt = through_pipeline(batch, lines, count)
-                rows.append((f"pipeline, {lines}-line, batch {batch} (claims/s)", rate(count, dt)))
-        empty_rate = n / through_pipeline(1000, 1, n)
+    rates: dict[str, float] = {}
+    for lines in (1, 3):
+        for batch, count in ((1, min(n, 300)), (100, n), (1000, n)):
+            with bench() as b:
+                rate = b.through(submissions(b.payer, 0, count, lines), max_batch=batch)
+            rates[f"{lines}/{batch}"] = rate
+            row(f"pipeline, {lines}-line claims, batch {batch} (claims/s)", rate)
 
-        # validate + fingerprint + submit
-        docs = [claim_document(i, 1) for i in range(cursor, cursor + n)]
-        cursor += n
-        pipe = SubmissionPipeline(rpc, ledger.address, signer, engine, max_batch=1000, max_tx_gas=200_000_000)
-        pipe.start()
+    with bench() as b:
+        docs = [claim_document(i, 1) for i in range(n)]
+        pipe = b.pipeline(max_batch=1000)
         t = time.perf_counter()
         futures = []
         for d in docs:
             c = parse_claim(d)
             if find_problems(c):
                 raise SystemExit(f"benchmark claim is not clean: {find_problems(c)}")
-            fp = fingerprint(c, key)
+            fp = fingerprint(c, KEY)
             futures.append(
-                pipe.submit(ClaimSubmission(fp.exact_key, fp.document_hash, fp.line_keys, fp.key_id, payer, 12_500))
+                pipe.submit(ClaimSubmission(fp.exact_key, fp.document_hash, fp.line_keys, fp.key_id, b.payer, 12_500))
             )
         results = [f.result(timeout=600) for f in futures]
-        dt_full = time.perf_counter() - t
+        full = n / (time.perf_counter() - t)
         pipe.stop()
         assert all(r.status == "recorded" for r in results)
-        rows.append(("validate + fingerprint + submit, 1-line, batch 1000", rate(n, dt_full)))
+        row("validate + fingerprint + submit, 1-line, batch 1000 (claims/s)", full)
 
-        # naive: one web3 contract transaction per claim, waiting for each receipt
+    with bench() as b:
         naive_n = 200
-        naive = submissions(key, payer, cursor, naive_n, 1)
-        cursor += naive_n
+        naive = submissions(b.payer, 0, naive_n, 1)
         t = time.perf_counter()
         for c in naive:
-            ledger.submit_claims([c], sender=provider)
+            b.ledger.submit_claims([c], sender=b.provider)
         naive_rate = naive_n / (time.perf_counter() - t)
-        rows.append(("naive loop, web3 tx per claim + receipt", f"{naive_rate:10,.0f}"))
+        row("naive loop, one web3 transaction per claim + receipt (claims/s)", naive_rate)
 
-        # SQL only: a unique insert per exact key, batches of 1,000
-        sql = create_engine(sqlite_url(Path(tmp) / "sql-only.db"))
-        md = MetaData()
-        table = Table("claims", md, Column("exact_key", LargeBinary(32), primary_key=True), Column("doc", LargeBinary))
-        md.create_all(sql)
-        only = submissions(key, payer, cursor, n, 1)
-        t = time.perf_counter()
-        with sql.begin() as conn:
-            for k in range(0, n, 1000):
-                conn.execute(
-                    insert(table), [{"exact_key": c.exact_key, "doc": c.document_hash} for c in only[k : k + 1000]]
-                )
-        sql_rate = n / (time.perf_counter() - t)
-        rows.append(("SQL only (SQLite unique insert), batch 1000", rate(n, 1 / sql_rate * n)))
-        rows.append(("ratio pipeline(batch 1000) / naive", f"{empty_rate / naive_rate:10,.1f}"))
-        rows.append(("ratio chain / no chain (SQLite)", f"{empty_rate / sql_rate:10,.2f}"))
+        only = submissions(b.payer, 0, n, 1)
+        sqlite_rate = sql_only(sqlite_url(b.tmp / "sql-only.db"), only)
+        row("SQL only, SQLite unique insert, batch 1000 (claims/s)", sqlite_rate)
+        pg_url = os.environ.get("CLAIMLEDGER_BENCH_POSTGRES_URL")
+        if pg_url:
+            row("SQL only, PostgreSQL unique insert, batch 1000 (claims/s)", sql_only(pg_url, only))
 
-        if args.fill:
-            filled = 0
-            pipe = SubmissionPipeline(rpc, ledger.address, signer, engine, max_batch=1000, max_tx_gas=200_000_000)
-            pipe.start()
-            while filled < args.fill:
-                chunk = [
-                    ClaimSubmission(os.urandom(32), os.urandom(32), (os.urandom(32),), key.key_id, payer, 100)
-                    for _ in range(min(20_000, args.fill - filled))
+    empty = rates["1/1000"]
+    row("ratio pipeline (batch 1000) / naive loop", empty / naive_rate, "{:10,.1f}")
+    row("ratio chain / no chain (SQLite)", empty / sqlite_rate, "{:10,.2f}")
+
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    for mode, config, kwargs in (
+        ("automine", {}, {"max_batch": 1000}),
+        (
+            "interval 1 s, 4B gas, 80 in flight",
+            {"block_time": 1, "gas_limit": 4_000_000_000},
+            {"max_batch": 1000, "max_in_flight": 80},
+        ),
+    ):
+        with bench(**config) as b:
+            on_chain = 0
+            for size in sizes:
+                if size > on_chain:
+                    fill(b, size - on_chain, **kwargs)
+                    on_chain = size
+                claims = [
+                    ClaimSubmission(os.urandom(32), os.urandom(32), (os.urandom(32),), KEY.key_id, b.payer, 100)
+                    for _ in range(max(n, 20_000))
                 ]
-                for f in pipe.submit_many(chunk):
-                    f.result(timeout=600)
-                filled += len(chunk)
-            pipe.stop()
-            dt = through_pipeline(1000, 1, n)
-            rows.append((f"pipeline, 1-line, batch 1000, {args.fill:,} claims on chain", rate(n, dt)))
+                row(f"{mode}: 1-line, batch 1000, {size:,} claims on chain (claims/s)", b.through(claims, **kwargs))
 
     width = max(len(r[0]) for r in rows)
+    print()
     print(f"{'what':{width}}  {'figure':>10}")
     for what, figure in rows:
         print(f"{what:{width}}  {figure}")
