@@ -29,17 +29,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from eth_account import Account  # noqa: E402
-from sqlalchemy import Column, LargeBinary, MetaData, Table, create_engine, insert  # noqa: E402
+from eth_account import Account
+from sqlalchemy import Column, LargeBinary, MetaData, Table, create_engine, insert
 
-from ledger.chain import ClaimLedgerContract, ClaimSubmission, connect  # noqa: E402
-from ledger.claim import parse_claim  # noqa: E402
-from ledger.fingerprint import FingerprintKey, fingerprint  # noqa: E402
-from ledger.node import DEV_MNEMONIC, LocalNode, NodeConfig  # noqa: E402
-from ledger.pipeline import SubmissionPipeline  # noqa: E402
-from ledger.rpc import RpcClient  # noqa: E402
-from ledger.store import make_engine, sqlite_url  # noqa: E402
-from ledger.validation import find_problems  # noqa: E402
+from ledger.chain import ClaimLedgerContract, ClaimSubmission, connect
+from ledger.claim import parse_claim
+from ledger.fingerprint import FingerprintKey, fingerprint
+from ledger.node import DEV_MNEMONIC, LocalNode, NodeConfig
+from ledger.pipeline import SubmissionPipeline
+from ledger.rpc import RpcClient
+from ledger.store import make_engine, sqlite_url
+from ledger.validation import find_problems
 
 Account.enable_unaudited_hdwallet_features()
 SIGNER = Account.from_mnemonic(DEV_MNEMONIC, account_path="m/44'/60'/0'/0/1")
