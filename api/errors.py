@@ -45,6 +45,7 @@ from ledger.errors import (
     ClaimValidationError,
     ContractRevertError,
     DuplicateClaimError,
+    InvalidCursorError,
     LedgerError,
     LifecycleError,
     NodeError,
@@ -57,6 +58,7 @@ DEFAULT_RETRY_AFTER_S = 2
 
 FAMILY_STATUS: tuple[tuple[type[LedgerError], int], ...] = (
     (ClaimValidationError, 422),
+    (InvalidCursorError, 422),
     (DuplicateClaimError, 409),
     (ClaimNotFoundError, 404),
     (PermissionDeniedError, 403),

@@ -4,6 +4,7 @@
     ├── ClaimValidationError         the claim is not clean: every problem listed
     ├── DuplicateClaimError          an exact duplicate of a live claim (CARC 18)
     ├── ClaimNotFoundError           no such claim (or not one the caller may see)
+    ├── InvalidCursorError           a listing cursor this ledger did not give out
     ├── LifecycleError               the claim's status does not allow that step
     ├── PermissionDeniedError        the caller's role or organisation may not do that
     ├── ContractRevertError          the contract refused a call (custom error decoded)
@@ -76,6 +77,12 @@ class DuplicateClaimError(LedgerError):
     def __init__(self, message: str, *, existing: dict[str, Any]) -> None:
         super().__init__(message, details={"existing": existing, "carc": "18"})
         self.existing = existing
+
+
+class InvalidCursorError(LedgerError, ValueError):
+    """A listing cursor that this ledger did not give out."""
+
+    code = "cursor_invalid"
 
 
 class ClaimNotFoundError(LedgerError, LookupError):

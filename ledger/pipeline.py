@@ -513,8 +513,7 @@ class SubmissionPipeline:
             )
             rows = [(r.status, r.version, orjson.dumps(r).decode(), now, r.submission_id) for r in results]
             rows += [
-                ("failed", 0, orjson.dumps(r).decode(), now, r.submission_id)
-                for r in (failed_positions or {}).values()
+                ("failed", 0, orjson.dumps(r).decode(), now, r.submission_id) for r in (failed_positions or {}).values()
             ]
             bulk(conn, "UPDATE submissions SET status = ?, version = ?, result = ?, updated_at = ? WHERE id = ?", rows)
 

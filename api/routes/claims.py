@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response
 
-from api import queries
 from api.deps import (
     ContextDep,
     GatewayDep,
@@ -21,7 +20,6 @@ from api.deps import (
 )
 from api.errors import ApiError, error_body
 from api.gateway import Gateway
-from api.queries import MAX_PAGE, ClaimFilter
 from api.runtime import Runtime
 from api.schemas import (
     CLAIM_EXAMPLES,
@@ -36,9 +34,11 @@ from api.schemas import (
     Problem,
 )
 from api.views import claim_public, claim_result
+from ledger import listing
 from ledger.chain import STATUSES
 from ledger.claim import normalise_claim_data
 from ledger.errors import ChainUnavailableError, ClaimNotFoundError, LedgerError
+from ledger.listing import MAX_PAGE, ClaimFilter
 from ledger.service import ClaimOutcome, Member
 
 router = APIRouter(prefix="/v1", tags=["claims"])
@@ -332,7 +332,7 @@ def claims_page(
         payer_org=_org_filter(runtime, payer, "payer"),
         provider_org=_org_filter(runtime, provider, "provider"),
     )
-    rows, next_cursor = queries.list_claims(runtime.engine, member, where, cursor=cursor, limit=limit)
+    rows, next_cursor = listing.list_claims(runtime.engine, member, where, cursor=cursor, limit=limit)
     return ClaimsPage(items=[claim_public(r, runtime.consortium) for r in rows], next_cursor=next_cursor)
 
 

@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import ContextDep, PayerMember, RuntimeDep, format_ref, parse_ref
-from api.queries import MAX_PAGE
 from api.routes.claims import (
     ERRORS,
     CursorQuery,
@@ -20,6 +19,7 @@ from api.routes.claims import (
     ensure_node,
 )
 from api.schemas import AcknowledgeIn, AdjudicateIn, ClaimAction, ClaimsPage, ErrorBody, PaymentIn
+from ledger.listing import MAX_PAGE
 
 router = APIRouter(prefix="/v1", tags=["payer"])
 

@@ -1,4 +1,4 @@
-"""Claim listings from the SQL index: filters and keyset (cursor) pagination, newest first.
+"""Claim listings from the SQL index, scoped by who asks: filters and keyset (cursor) pagination, newest first.
 
 Visibility is the service's rule (``ClaimLedgerService.claim_for``: a provider sees what it
 submitted, a payer what is addressed to it, an auditor everything); a listing applies the
@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, select, tuple_
 
-from api.errors import ApiError
+from ledger.errors import InvalidCursorError
 from ledger.service import Member
 from ledger.store import indexed_claims
 
@@ -41,8 +41,8 @@ def decode_cursor(cursor: str) -> tuple[int, bytes, int]:
         block, key, version = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         return int(block), bytes.fromhex(key), int(version)
     except (ValueError, TypeError) as exc:
-        raise ApiError(
-            422, "cursor_invalid", "the cursor is not one this gateway gave: start again without it", {"cursor": cursor}
+        raise InvalidCursorError(
+            "the cursor is not one this gateway gave: start again without it", details={"cursor": cursor}
         ) from exc
 
 
