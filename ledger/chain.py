@@ -32,7 +32,6 @@ ZERO32 = b"\x00" * 32
 ROLES = ("none", "provider", "payer", "auditor")
 STATUSES = ("none", "submitted", "accepted", "rejected", "adjudicated", "paid", "voided", "replaced")
 OUTCOMES = ("none", "approved", "partly_approved", "denied")
-LIVE_STATUSES = frozenset({"submitted", "accepted", "adjudicated", "paid"})
 
 
 def connect(rpc_url: str, *, poa: bool | None = None, timeout: float = DEFAULT_RPC_TIMEOUT_S) -> Web3:
@@ -51,14 +50,6 @@ def connect(rpc_url: str, *, poa: bool | None = None, timeout: float = DEFAULT_R
     if poa:
         w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
     return w3
-
-
-def bytes32(value: bytes | str) -> bytes:
-    """A 32-byte value from bytes or 0x-hex."""
-    raw = bytes.fromhex(value[2:] if value.startswith("0x") else value) if isinstance(value, str) else value
-    if len(raw) != 32:
-        raise LedgerError(f"expected 32 bytes, got {len(raw)}: {raw.hex()}")
-    return raw
 
 
 def org_id(name: str) -> bytes:

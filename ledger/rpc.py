@@ -69,6 +69,7 @@ class RpcClient:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
+            session.trust_env = False  # no netrc, proxy or CA-bundle look-ups on every loopback call
             session.headers["Content-Type"] = "application/json"
             self._local.session = session
         return session

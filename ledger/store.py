@@ -32,6 +32,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ledger.errors import StoreError
 
+SQLITE_POOL_SIZE = 48
+
 metadata = MetaData()
 
 # ---------------------------------------------------------------- pipeline: outbox and submissions
@@ -209,7 +211,11 @@ def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL, a busy timeout and foreign keys."""
     try:
         if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            # A pool as large as the gateway's thread pool: a connection opened and closed per request
+            # costs its PRAGMAs and the WAL lock each time.
+            in_memory = url in ("sqlite://", "sqlite:///:memory:")
+            pool = {} if in_memory else {"pool_size": SQLITE_POOL_SIZE, "max_overflow": SQLITE_POOL_SIZE}
+            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **pool)
 
             @event.listens_for(engine, "connect")
             def _pragmas(dbapi_connection: Any, _record: Any) -> None:
