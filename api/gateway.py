@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,7 +27,6 @@ class Gateway:
         self.runtime: Runtime | None = None
         self.idempotency: IdempotencyStore | None = None
         self.access_log: AccessLog | None = None
-        self._access_lock = threading.Lock()
 
     def attach(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -64,8 +62,7 @@ class Gateway:
         access_log = self.access_log
         if access_log is None:
             return
-        with self._access_lock:
-            try:
-                access_log.append_many(list(claims), **fields)
-            except Exception:  # noqa: BLE001 - another writer moved the head: the log re-reads it, once
-                access_log.append_many(list(claims), **fields)
+        try:
+            access_log.record(list(claims), **fields)
+        except Exception:  # noqa: BLE001 - another writer moved the head: the log re-reads it, once
+            access_log.record(list(claims), **fields)

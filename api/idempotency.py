@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from ledger.store import metadata
+from ledger.store import metadata, writing
 
 MAX_KEY_LENGTH = 255
 
@@ -84,7 +84,7 @@ class IdempotencyStore:
         now = int(time.time())
         for _ in range(2):
             try:
-                with self.engine.begin() as conn:
+                with writing(self.engine) as conn:
                     conn.execute(
                         insert(idempotency_keys).values(
                             organisation=organisation,
@@ -98,7 +98,7 @@ class IdempotencyStore:
                 return Claimed("new")
             except IntegrityError:
                 pass
-            with self.engine.begin() as conn:
+            with writing(self.engine) as conn:
                 row = conn.execute(
                     select(idempotency_keys).where(
                         idempotency_keys.c.organisation == organisation, idempotency_keys.c.key == key
@@ -139,7 +139,7 @@ class IdempotencyStore:
         return Claimed("in_flight")
 
     def finish(self, organisation: str, key: str, response: SavedResponse) -> None:
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             conn.execute(
                 update(idempotency_keys)
                 .where(idempotency_keys.c.organisation == organisation, idempotency_keys.c.key == key)
@@ -153,7 +153,7 @@ class IdempotencyStore:
             )
 
     def release(self, organisation: str, key: str) -> None:
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             conn.execute(
                 delete(idempotency_keys).where(
                     idempotency_keys.c.organisation == organisation,
@@ -165,7 +165,7 @@ class IdempotencyStore:
     def purge(self) -> int:
         """Forget keys older than the retention period."""
         cutoff = int(time.time()) - self.ttl_s
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             return int(
                 conn.execute(
                     delete(idempotency_keys).where(

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Engine, insert, select
 
 from ledger.errors import ClaimNotFoundError, KeyringError, StoreError
-from ledger.store import documents
+from ledger.store import documents, writing
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -80,7 +80,7 @@ class DocumentVault:
         if not items:
             return
         rows = [self.seal(h, d) for h, d in items]
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             known = set(
                 conn.execute(
                     select(documents.c.document_hash).where(

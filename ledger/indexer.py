@@ -22,7 +22,7 @@ from ledger.chain import OUTCOMES, ChainEvent, ContractAbi
 from ledger.compiler import load_artifact
 from ledger.errors import IndexIntegrityError
 from ledger.rpc import RpcClient
-from ledger.store import indexed_blocks, indexed_claims, indexed_events, indexer_cursor
+from ledger.store import indexed_blocks, indexed_claims, indexed_events, indexer_cursor, writing
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class Indexer:
         return self.run_once()
 
     def _wipe(self) -> None:
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             for table in (indexed_events, indexed_claims, indexed_blocks, indexer_cursor):
                 conn.execute(delete(table))
 
@@ -153,7 +153,9 @@ class Indexer:
         logs = self.rpc.logs(self.address, a, b)
         events = [e for e in (self.abi.decode_log(entry) for entry in logs) if e is not None]
         senders = self._senders({"0x" + e.transaction_hash.hex() for e in events if e.name == "DuplicateRefused"})
-        with self.engine.begin() as conn:
+        for block_hash in {e.block_hash for e in events}:  # read before the write transaction, not inside it
+            self._block_time("0x" + block_hash.hex())
+        with writing(self.engine) as conn:
             self._apply(conn, events, senders)
             conn.execute(
                 insert(indexed_blocks).values(number=b, hash=last_block["hash"], parent_hash=last_block["parentHash"])

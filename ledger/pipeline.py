@@ -31,7 +31,7 @@ from ledger.chain import ClaimSubmission, ContractAbi
 from ledger.compiler import load_artifact
 from ledger.errors import ChainUnavailableError, ContractRevertError, LedgerError
 from ledger.rpc import RpcClient, RpcError
-from ledger.store import bulk, outbox, submissions
+from ledger.store import bulk, outbox, submissions, writing
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +295,7 @@ class SubmissionPipeline:
         nonce = self._nonce
         tx_hash, raw, data = self._sign(claims, nonce)
         now = int(time.time())
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             inserted = conn.execute(
                 insert(outbox).values(
                     account=self.account.address,
@@ -355,7 +355,7 @@ class SubmissionPipeline:
         except RpcError as exc:
             if not _already_known(exc):
                 raise
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             conn.execute(
                 update(outbox)
                 .where(outbox.c.tx_hash == tx_hash, outbox.c.status == "signed")
@@ -507,7 +507,7 @@ class SubmissionPipeline:
         failed_positions: dict[int, SubmissionResult] | None = None,
     ) -> None:
         now = int(time.time())
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             conn.execute(
                 update(outbox).where(outbox.c.id == outbox_id).values(status=status, block_number=block, updated_at=now)
             )
@@ -608,7 +608,7 @@ class SubmissionPipeline:
             row["tx_hash"],
             row["nonce"],
         )
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(status="dropped"))
             conn.execute(
                 update(submissions)

@@ -7,7 +7,9 @@ index of chain events (derived: it can be rebuilt from block 0).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +193,21 @@ _APPEND_ONLY_POSTGRES = (
     "CREATE TRIGGER access_log_append_only BEFORE UPDATE OR DELETE ON access_log "
     "FOR EACH ROW EXECUTE FUNCTION access_log_append_only()",
 )
+
+
+_SQLITE_WRITER = threading.RLock()
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A write transaction. On SQLite, one at a time in this process: SQLite takes one writer at a
+    time anyway, and waiting here costs nothing where its busy handler sleeps 1 to 100 ms a try."""
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            yield conn
+        return
+    with _SQLITE_WRITER, engine.begin() as conn:
+        yield conn
 
 
 def bulk(conn: Connection, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:

@@ -68,3 +68,35 @@ def test_a_removed_entry_is_reported(log: AccessLog) -> None:
 def test_a_rewritten_link_is_reported(log: AccessLog) -> None:
     _tamper(log, "UPDATE access_log SET prev_hash = entry_hash WHERE seq = 8")
     assert log.verify().first_broken == 8
+
+
+def test_concurrent_requests_share_one_chain(tmp_path) -> None:
+    """Many threads recording at once (group commit): every entry written once, the chain whole."""
+    import threading
+
+    access = AccessLog(make_engine(sqlite_url(tmp_path / "group.db")))
+
+    def request(n: int) -> None:
+        access.record(
+            [f"0x{n:064x}:1", f"0x{n:064x}:2"],
+            actor=f"key-{n}",
+            org="PROV-A",
+            role="provider",
+            action="claim.submit",
+            request_id=f"req-{n}",
+            outcome="201",
+        )
+
+    threads = [threading.Thread(target=request, args=(n,)) for n in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    result = access.verify()
+    assert result.ok and result.entries == 80
+    entries = access.entries(limit=1000)
+    assert sorted(e.request_id for e in entries) == sorted(f"req-{n}" for n in range(40) for _ in (1, 2))
+    by_request = {}
+    for e in entries:
+        by_request.setdefault(e.request_id, []).append(e.seq)
+    assert all(b - a == 1 for a, b in by_request.values())  # a request's entries stay together
