@@ -12,17 +12,16 @@ import hashlib
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
 from sqlalchemy import Engine, func, insert, select
 
 from ledger.errors import StoreError
-from ledger.store import access_log, audit_anchors, writing
+from ledger.store import GroupCommit, access_log, audit_anchors, writing
 
 GENESIS = "0" * 64
-GROUP_WAIT_S = 0.002
 VERIFY_PAGE = 5_000
 
 
@@ -42,20 +41,6 @@ class AuditEntry:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(slots=True)
-class _LogRequest:
-    claims: list[str | None]
-    actor: str
-    org: str
-    role: str
-    action: str
-    request_id: str
-    outcome: str
-    at: int
-    done: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +68,7 @@ class AccessLog:
         self.engine = engine
         self._lock = threading.Lock()
         self._head: tuple[int, str] | None = None
-        self._queue: list[_LogRequest] = []
-        self._queue_lock = threading.Lock()
-        self._writer = threading.Lock()
+        self._group: GroupCommit[dict[str, Any]] = GroupCommit(self._write_group)
 
     def head(self) -> tuple[int, str]:
         """(entries so far, hash of the last one)."""
@@ -163,62 +146,32 @@ class AccessLog:
         outcome: str,
         at: int | None = None,
     ) -> None:
-        """Like :meth:`append_many`, for many concurrent requests: each waits until its entries are
-        written, and whoever finds the writer free writes every waiting request's entries in one
-        transaction (a group commit), instead of one transaction and one lock turn per request."""
+        """Like :meth:`append_many`, for many concurrent requests: the entries of every request
+        waiting at that moment are chained and written in one transaction (a group commit); each
+        request's entries stay together, and it returns once they are written."""
         when = int(time.time()) if at is None else at
-        request = _LogRequest(list(claims), actor, org, role, action, request_id, outcome, when)
-        with self._queue_lock:
-            self._queue.append(request)
-        while not request.done.is_set():
-            if self._writer.acquire(blocking=False):
-                try:
-                    self._write_queued()
-                finally:
-                    self._writer.release()
-            else:
-                request.done.wait(GROUP_WAIT_S)
-        if request.error is not None:
-            raise request.error
+        common = {"at": when, "actor": actor, "org": org, "role": role, "action": action}
+        self._group.submit(
+            [{**common, "claim": claim, "request_id": request_id, "outcome": outcome} for claim in claims]
+        )
 
-    def _write_queued(self) -> None:
-        with self._queue_lock:
-            batch, self._queue = self._queue, []
-        if not batch:
-            return
-        try:
-            with self._lock:
-                seq, prev = self._head if self._head is not None else self.head()
-                rows: list[dict[str, Any]] = []
-                for r in batch:
-                    for claim in r.claims:
-                        fields: dict[str, Any] = {
-                            "seq": seq + 1,
-                            "at": r.at,
-                            "actor": r.actor,
-                            "org": r.org,
-                            "role": r.role,
-                            "action": r.action,
-                            "claim": claim,
-                            "request_id": r.request_id,
-                            "outcome": r.outcome,
-                        }
-                        digest = entry_hash(prev, fields)
-                        rows.append({**fields, "prev_hash": prev, "entry_hash": digest})
-                        seq, prev = seq + 1, digest
-                try:
-                    if rows:
-                        with writing(self.engine) as conn:
-                            conn.execute(insert(access_log), rows)
-                except Exception:
-                    self._head = None
-                    raise
-                self._head = (seq, prev)
-        except Exception as exc:  # noqa: BLE001 - every waiting request must hear of it
-            for r in batch:
-                r.error = exc
-        for r in batch:
-            r.done.set()
+    def _write_group(self, pending: list[dict[str, Any]]) -> None:
+        with self._lock:
+            seq, prev = self._head if self._head is not None else self.head()
+            rows: list[dict[str, Any]] = []
+            for entry in pending:
+                fields = {"seq": seq + 1, **entry}
+                digest = entry_hash(prev, fields)
+                rows.append({**fields, "prev_hash": prev, "entry_hash": digest})
+                seq, prev = seq + 1, digest
+            try:
+                if rows:
+                    with writing(self.engine) as conn:
+                        conn.execute(insert(access_log), rows)
+            except Exception:
+                self._head = None  # another writer may have appended: read the head again next time
+                raise
+            self._head = (seq, prev)
 
     def entries(self, *, after: int = 0, limit: int = 1000, claim: str | None = None) -> list[AuditEntry]:
         q = select(access_log).where(access_log.c.seq > after).order_by(access_log.c.seq).limit(limit)

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Engine, insert, select
 
 from ledger.errors import ClaimNotFoundError, KeyringError, StoreError
-from ledger.store import documents, writing
+from ledger.store import GroupCommit, documents, writing
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -64,6 +64,7 @@ class DocumentVault:
         self.engine = engine
         self._key = key
         self._aead = AESGCM(key.secret)
+        self._group: GroupCommit[dict[str, object]] = GroupCommit(self._write_group)
 
     def seal(self, document_hash: bytes, document: bytes) -> dict[str, object]:
         nonce = os.urandom(NONCE_BYTES)
@@ -76,19 +77,22 @@ class DocumentVault:
         }
 
     def put_many(self, items: list[tuple[bytes, bytes]]) -> None:
-        """Store (document_hash, document) pairs; one already stored is left as it is."""
-        if not items:
-            return
-        rows = [self.seal(h, d) for h, d in items]
+        """Store (document_hash, document) pairs, once each; returns when they are written. Concurrent
+        callers' documents go in one transaction together."""
+        if items:
+            self._group.submit([self.seal(h, d) for h, d in items])
+
+    def _write_group(self, rows: list[dict[str, object]]) -> None:
+        unique = list({r["document_hash"]: r for r in rows}.values())
         with writing(self.engine) as conn:
             known = set(
                 conn.execute(
                     select(documents.c.document_hash).where(
-                        documents.c.document_hash.in_([r["document_hash"] for r in rows])
+                        documents.c.document_hash.in_([r["document_hash"] for r in unique])
                     )
                 ).scalars()
             )
-            fresh = [r for r in rows if r["document_hash"] not in known]
+            fresh = [r for r in unique if r["document_hash"] not in known]
             if fresh:
                 conn.execute(insert(documents), fresh)
 
