@@ -107,32 +107,10 @@ class AccessLog:
     ) -> list[AuditEntry]:
         """One entry per claim a request touched, chained and written in one transaction."""
         when = int(time.time()) if at is None else at
-        with self._lock:
-            seq, prev = self._head if self._head is not None else self.head()
-            entries: list[AuditEntry] = []
-            for claim in claims:
-                fields: dict[str, Any] = {
-                    "seq": seq + 1,
-                    "at": when,
-                    "actor": actor,
-                    "org": org,
-                    "role": role,
-                    "action": action,
-                    "claim": claim,
-                    "request_id": request_id,
-                    "outcome": outcome,
-                }
-                digest = entry_hash(prev, fields)
-                entries.append(AuditEntry(**fields, prev_hash=prev, entry_hash=digest))
-                seq, prev = seq + 1, digest
-            try:
-                with writing(self.engine) as conn:
-                    conn.execute(insert(access_log), [e.to_dict() for e in entries])
-            except Exception:
-                self._head = None  # another writer may have appended: read the head again next time
-                raise
-            self._head = (seq, prev)
-            return entries
+        common = {"at": when, "actor": actor, "org": org, "role": role, "action": action}
+        return self._chain_and_write(
+            [{**common, "claim": claim, "request_id": request_id, "outcome": outcome} for claim in claims]
+        )
 
     def record(
         self,
@@ -156,22 +134,27 @@ class AccessLog:
         )
 
     def _write_group(self, pending: list[dict[str, Any]]) -> None:
+        self._chain_and_write(pending)
+
+    def _chain_and_write(self, pending: list[dict[str, Any]]) -> list[AuditEntry]:
+        """Number and hash-chain entries (their fields but seq) after the head, and write them."""
         with self._lock:
             seq, prev = self._head if self._head is not None else self.head()
-            rows: list[dict[str, Any]] = []
+            entries: list[AuditEntry] = []
             for entry in pending:
                 fields = {"seq": seq + 1, **entry}
                 digest = entry_hash(prev, fields)
-                rows.append({**fields, "prev_hash": prev, "entry_hash": digest})
+                entries.append(AuditEntry(**fields, prev_hash=prev, entry_hash=digest))
                 seq, prev = seq + 1, digest
             try:
-                if rows:
+                if entries:
                     with writing(self.engine) as conn:
-                        conn.execute(insert(access_log), rows)
+                        conn.execute(insert(access_log), [e.to_dict() for e in entries])
             except Exception:
                 self._head = None  # another writer may have appended: read the head again next time
                 raise
             self._head = (seq, prev)
+            return entries
 
     def entries(self, *, after: int = 0, limit: int = 1000, claim: str | None = None) -> list[AuditEntry]:
         q = select(access_log).where(access_log.c.seq > after).order_by(access_log.c.seq).limit(limit)
