@@ -7,6 +7,7 @@ revoke API keys, show the status of a data folder. Every command reads the same 
     claimledger key issue PROV-B
     claimledger key revoke clk_AbCdEfGh
     claimledger status
+    claimledger import claims/ --key clk_...     X12 837 / 835 and FHIR files posted to the gateway
 """
 
 from __future__ import annotations
@@ -190,6 +191,47 @@ def status(data_dir: DataDir = None) -> None:
     typer.echo(f"organisations {len(orgs)}: " + (", ".join(f"{o.name} ({o.role})" for o in orgs) or "none yet"))
     typer.echo(f"api keys      {len(keys)} active")
     typer.echo(f"claims        {claims} indexed")
+
+
+@app.command("import")
+def import_files(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders of X12 837/835 and FHIR JSON files.")],
+    key: Annotated[
+        str, typer.Option("--key", envvar="CLAIMLEDGER_API_KEY", help="The API key of the organisation importing.")
+    ],
+    url: Annotated[str, typer.Option("--url", help="The gateway.")] = "http://127.0.0.1:8000",
+) -> None:
+    """Post every file to the gateway (837 and FHIR with a provider's key, 835 with a payer's) and sum up:
+    recorded, exact duplicates, suspects, invalid with their reasons. Exit 1 when a file was refused whole."""
+    import httpx
+
+    from api.importer import ImportFileError, Totals, files_in, new_run_id, send_file
+
+    try:
+        files = files_in(paths)
+    except ImportFileError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=1) from None
+    if not files:
+        typer.secho("error: no X12 or JSON files there", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=1)
+    totals = Totals()
+    run_id = new_run_id()
+    refused: list[str] = []
+    client = httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=600.0, trust_env=False)
+    bar = typer.progressbar(files, label="importing", show_pos=True, item_show_func=lambda p: p.name if p else "")
+    with client, bar as progress:
+        for path in progress:
+            answer = send_file(client, path, run_id=run_id)
+            totals.add(answer)
+            if answer.error:
+                refused.append(f"{path}: {answer.error}")
+    for line in totals.lines():
+        typer.echo(line)
+    for line in refused:
+        typer.secho(f"refused  {line}", err=True, fg=typer.colors.RED)
+    if refused:
+        raise typer.Exit(code=1)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     ledger error family            HTTP   code
     ClaimValidationError            422   claim_invalid (details.problems: field, value, rule, message)
+    FormatError                     422   format_invalid (details.rule, details.source: segment, position)
     DuplicateClaimError             409   exact_duplicate (details.existing names the record)
     ClaimNotFoundError              404   claim_not_found (also a claim the caller may not see)
     PermissionDeniedError           403   permission_denied
@@ -45,6 +46,7 @@ from ledger.errors import (
     ClaimValidationError,
     ContractRevertError,
     DuplicateClaimError,
+    FormatError,
     InvalidCursorError,
     LedgerError,
     LifecycleError,
@@ -59,6 +61,7 @@ DEFAULT_RETRY_AFTER_S = 2
 FAMILY_STATUS: tuple[tuple[type[LedgerError], int], ...] = (
     (ClaimValidationError, 422),
     (InvalidCursorError, 422),
+    (FormatError, 422),
     (DuplicateClaimError, 409),
     (ClaimNotFoundError, 404),
     (PermissionDeniedError, 403),

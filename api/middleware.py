@@ -36,6 +36,7 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}")
 SAVED_HEADERS = ("content-type", "location")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+IMPORT_PREFIX = "/v1/imports/"  # files (X12, FHIR) may be larger than a JSON body: settings.max_import_bytes
 UNAUDITED_PREFIXES = ("/v1/admin", "/v1/me")
 
 
@@ -151,7 +152,8 @@ class RequestGuardMiddleware:
         if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
             await self.app(scope, receive, send)
             return
-        limit = self.gateway.settings.max_body_bytes
+        settings = self.gateway.settings
+        limit = settings.max_import_bytes if scope["path"].startswith(IMPORT_PREFIX) else settings.max_body_bytes
         headers = Headers(scope=scope)
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:

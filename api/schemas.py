@@ -157,6 +157,50 @@ class BatchResult(BaseModel):
     summary: dict[str, int] = Field(description="How many claims ended in each status.")
 
 
+class SourceOut(BaseModel):
+    """Where an item was in an imported file."""
+
+    file: str | None = None
+    segment: str = Field(description="The X12 segment id (CLM, CLP...) or the FHIR element path.")
+    position: int = Field(description="The segment's 1-based position in the file (0 when not applicable).")
+    control: dict[str, str] = Field(default_factory=dict, description="Envelope control numbers: ISA13, GS06, ST02.")
+
+
+class ImportedClaimResult(ClaimResult):
+    source: SourceOut
+
+
+class ImportAnswer(BaseModel):
+    format: str = Field(description="837P, 837I or FHIR.")
+    file: str | None = None
+    results: list[ImportedClaimResult] = Field(description="One per claim of the file, in file order.")
+    rejected: list[ErrorDetail] = Field(
+        default_factory=list,
+        description="Parts of the file refused whole (e.g. a transaction set with a wrong SE01); the rest was taken.",
+    )
+    summary: dict[str, int] = Field(description="How many claims ended in each status, suspects, rejected parts.")
+
+
+class PostingResult(BaseModel):
+    source: SourceOut
+    claim_id: str = Field(description="CLP01, the provider's claim id.")
+    payer_claim_control: str | None = Field(default=None, description="CLP07.")
+    status: str = Field(
+        description="posted, already_posted, not_found, ambiguous, invalid, unsupported_status, refused"
+    )
+    ref: str | None = None
+    steps: list[str] = Field(default_factory=list, description="The payer steps taken, in order.")
+    claim_status: str | None = None
+    error: ErrorDetail | None = None
+
+
+class RemittanceAnswer(BaseModel):
+    file: str | None = None
+    results: list[PostingResult] = Field(description="One per CLP of the file, in file order.")
+    rejected: list[ErrorDetail] = Field(default_factory=list)
+    summary: dict[str, Any]
+
+
 class ClaimPublic(BaseModel):
     """A ledger claim as the index holds it (no PHI: the document stays encrypted off chain)."""
 
@@ -263,6 +307,26 @@ class PaymentIn(BaseModel):
 
     @model_validator(mode="after")
     def _one_reference(self) -> PaymentIn:
+        if (self.remittance_hash is None) == (self.trace is None):
+            raise ValueError("give exactly one of remittance_hash and trace")
+        return self
+
+
+class ReversalIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"trace": "EFT-20250715-000456"}]})
+
+    remittance_hash: str | None = Field(
+        default=None, pattern=r"^0x[0-9a-fA-F]{64}$", description="A hash of the 835 carrying the reversal."
+    )
+    trace: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=80,
+        description="The trace number (TRN02) of the 835 carrying the reversal; the ledger keeps its SHA-256.",
+    )
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> ReversalIn:
         if (self.remittance_hash is None) == (self.trace is None):
             raise ValueError("give exactly one of remittance_hash and trace")
         return self

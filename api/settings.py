@@ -15,6 +15,7 @@ DEFAULT_DATA_DIR = Path("data")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024  # a batch of 1,000 claims is about 700 KB
+DEFAULT_MAX_IMPORT_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_BATCH_CLAIMS = 1000
 DEFAULT_DEV_FUNDING_WEI = 10 * 10**18
 DEFAULT_KDF_ITERATIONS = 200_000
@@ -61,6 +62,8 @@ class Settings(BaseSettings):
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    max_import_bytes: int = Field(default=DEFAULT_MAX_IMPORT_BYTES, ge=1024)
+    """The largest X12 or FHIR file /v1/imports/ takes (a 10,000-claim 837P is about 8 MB)."""
     max_batch_claims: int = Field(default=DEFAULT_MAX_BATCH_CLAIMS, ge=1, le=2000)
     node_gas_limit: int = Field(default=1_000_000_000, ge=30_000_000)
     """The embedded node's block gas limit: room for several 1,000-claim transactions a block."""

@@ -150,6 +150,29 @@ contract ClaimLedger is OrganisationRegistry {
         emit ClaimPaid(exactKey, version, payer, uint64(paidAmount), remittanceHash);
     }
 
+    /**
+     * @notice Reverses the payment of a paid claim (an 835 claim with status 22, "reversal of
+     * previous payment"): the claim goes back to Accepted with its settlement cleared, so that
+     * the corrected adjudication and payment that follow can be recorded on the same claim.
+     * Requirements: PAYER_ROLE, an active organisation the claim is addressed to, status Paid,
+     * a non-zero remittance hash (the 835 carrying the reversal). Emits {ClaimPaymentReversed}.
+     */
+    function reversePayment(bytes32 exactKey, uint32 version, bytes32 remittanceHash) external {
+        uint32 payer = _callerOrg(PAYER_ROLE);
+        ClaimRecord storage rec = _payerClaim(exactKey, version, payer);
+        if (rec.status != Status.Paid) revert ClaimLedgerInvalidTransition(exactKey, rec.status, Status.Accepted);
+        if (remittanceHash == bytes32(0)) revert ClaimLedgerZeroRemittanceHash(exactKey);
+        Settlement storage s = _settlements[exactKey];
+        uint64 reversed = s.paidAmount;
+        rec.status = Status.Accepted;
+        s.outcome = Outcome.None;
+        s.allowedAmount = 0;
+        s.adjudicatedAt = 0;
+        s.paidAmount = 0;
+        s.paidAt = 0;
+        emit ClaimPaymentReversed(exactKey, version, payer, reversed, remittanceHash);
+    }
+
     // ------------------------------------------------------------------ any member
 
     /**

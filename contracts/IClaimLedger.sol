@@ -222,6 +222,15 @@ interface IClaimLedger {
     );
     /// @notice The payer paid a claim; `remittanceHash` is the hash of the 835 or the EFT trace.
     event ClaimPaid(bytes32 indexed exactKey, uint32 version, uint32 payerOrg, uint64 paidAmount, bytes32 remittanceHash);
+    /// @notice The payer reversed the payment of a paid claim (835 CLP02 22); the claim is
+    /// Accepted again, open for a new adjudication. `reversedAmount` is the payment taken back.
+    event ClaimPaymentReversed(
+        bytes32 indexed exactKey,
+        uint32 version,
+        uint32 payerOrg,
+        uint64 reversedAmount,
+        bytes32 remittanceHash
+    );
     /// @notice The provider voided a claim; its keys are released.
     event ClaimVoided(bytes32 indexed exactKey, uint32 version, uint32 providerOrg);
     /// @notice The provider replaced a claim; the replacement holds its keys now.

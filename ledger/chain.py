@@ -282,6 +282,11 @@ class ClaimLedgerContract:
     ) -> TransactionOutcome:
         return self.transact("recordPayment", exact_key, version, paid_amount, remittance_hash, sender=sender)
 
+    def reverse_payment(
+        self, exact_key: bytes, version: int, remittance_hash: bytes, *, sender: Any
+    ) -> TransactionOutcome:
+        return self.transact("reversePayment", exact_key, version, remittance_hash, sender=sender)
+
     def register_organisation(self, org_name: str, role: str, *, sender: Any) -> int:
         outcome = self.transact("registerOrganisation", org_id(org_name), ROLES.index(role), sender=sender)
         registered = outcome.named("OrganisationRegistered")

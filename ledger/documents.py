@@ -3,11 +3,16 @@
 The full canonical claim (which holds PHI) never goes on chain; it is kept here, encrypted
 under the gateway's document key and bound to its document hash (the GCM associated data),
 so a ciphertext moved to another claim's row fails to decrypt.
+
+Each document is also findable by the provider's claim id (CLM01), which is how an 835's CLP01
+or an 837's REF*F8 names a claim: the id is kept only as a keyed tag (HMAC-SHA256 under a key
+derived from the document key), since claim ids are often patient account numbers.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import stat
 import time
@@ -19,7 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Engine, insert, select
 
 from ledger.errors import ClaimNotFoundError, KeyringError, StoreError
-from ledger.store import GroupCommit, documents, writing
+from ledger.store import GroupCommit, claim_references, documents, writing
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -64,7 +69,12 @@ class DocumentVault:
         self.engine = engine
         self._key = key
         self._aead = AESGCM(key.secret)
+        self._tag_key = hashlib.sha256(b"claimledger-claim-reference" + key.secret).digest()
         self._group: GroupCommit[dict[str, object]] = GroupCommit(self._write_group)
+
+    def claim_tag(self, claim_id: str) -> bytes:
+        """The keyed tag under which a provider's claim id (as the claim model normalises it) is kept."""
+        return hmac.new(self._tag_key, claim_id.strip().encode("utf-8"), hashlib.sha256).digest()
 
     def seal(self, document_hash: bytes, document: bytes) -> dict[str, object]:
         nonce = os.urandom(NONCE_BYTES)
@@ -76,14 +86,34 @@ class DocumentVault:
             "created_at": int(time.time()),
         }
 
-    def put_many(self, items: list[tuple[bytes, bytes]]) -> None:
+    def put_many(self, items: list[tuple[bytes, bytes]], *, claim_ids: list[str | None] | None = None) -> None:
         """Store (document_hash, document) pairs, once each; returns when they are written. Concurrent
-        callers' documents go in one transaction together."""
+        callers' documents go in one transaction together. ``claim_ids`` (parallel to ``items``) makes
+        each document findable by its provider's claim id (:meth:`find_claim_id`)."""
         if items:
-            self._group.submit([self.seal(h, d) for h, d in items])
+            rows = [self.seal(h, d) for h, d in items]
+            if claim_ids is not None:
+                for row, claim_id in zip(rows, claim_ids, strict=True):
+                    if claim_id:
+                        row["tag"] = self.claim_tag(claim_id)
+            self._group.submit(rows)
+
+    def find_claim_id(self, claim_id: str) -> list[bytes]:
+        """The document hashes stored under a provider's claim id, oldest first."""
+        tag = self.claim_tag(claim_id)
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(claim_references.c.document_hash)
+                    .join(documents, documents.c.document_hash == claim_references.c.document_hash)
+                    .where(claim_references.c.tag == tag)
+                    .order_by(documents.c.created_at, documents.c.document_hash)
+                ).scalars()
+            )
 
     def _write_group(self, rows: list[dict[str, object]]) -> None:
-        unique = list({r["document_hash"]: r for r in rows}.values())
+        tags = [{"tag": r["tag"], "document_hash": r["document_hash"]} for r in rows if "tag" in r]
+        unique = [{k: v for k, v in r.items() if k != "tag"} for r in {r["document_hash"]: r for r in rows}.values()]
         with writing(self.engine) as conn:
             known = set(
                 conn.execute(
@@ -95,6 +125,18 @@ class DocumentVault:
             fresh = [r for r in unique if r["document_hash"] not in known]
             if fresh:
                 conn.execute(insert(documents), fresh)
+            if tags:
+                tags = list({(t["tag"], t["document_hash"]): t for t in tags}.values())
+                stored = set(
+                    conn.execute(
+                        select(claim_references.c.tag, claim_references.c.document_hash).where(
+                            claim_references.c.document_hash.in_([t["document_hash"] for t in tags])
+                        )
+                    ).tuples()
+                )
+                new_tags = [t for t in tags if (t["tag"], t["document_hash"]) not in stored]
+                if new_tags:
+                    conn.execute(insert(claim_references), new_tags)
 
     def get(self, document_hash: bytes) -> bytes:
         with self.engine.connect() as conn:

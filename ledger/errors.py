@@ -2,6 +2,7 @@
 
     LedgerError                      every refusal the ledger makes
     ├── ClaimValidationError         the claim is not clean: every problem listed
+    ├── FormatError                  an X12 or FHIR input cannot be read (segment, position)
     ├── DuplicateClaimError          an exact duplicate of a live claim (CARC 18)
     ├── ClaimNotFoundError           no such claim (or not one the caller may see)
     ├── InvalidCursorError           a listing cursor this ledger did not give out
@@ -67,6 +68,26 @@ class ClaimValidationError(LedgerError, ValueError):
             details={"problems": [p.to_dict() for p in problems]},
         )
         self.problems = problems
+
+
+class FormatError(LedgerError, ValueError):
+    """An X12 or FHIR input (or the part the standard says falls with the error) cannot be read.
+
+    ``rule`` is a stable id such as ``x12_truncated``, ``x12_se_count``, ``x12_ge_count``,
+    ``x12_iea_count``, ``not_utf8``, ``file_too_large``, ``unknown_qualifier``, ``fhir_invalid``;
+    ``source`` (a :class:`ledger.formats.SourceRef`) names the segment or element and position.
+    Nothing of what the error covers is submitted.
+    """
+
+    code = "format_invalid"
+
+    def __init__(self, message: str, *, rule: str, source: Any = None) -> None:
+        details: dict[str, Any] = {"rule": rule}
+        if source is not None:
+            details["source"] = source.to_dict()
+        super().__init__(message, details=details)
+        self.rule = rule
+        self.source = source
 
 
 class DuplicateClaimError(LedgerError):

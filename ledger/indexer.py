@@ -244,6 +244,15 @@ class Indexer:
             elif e.name == "ClaimPaid":
                 values = {"status": "paid", "paid_amount": a["paidAmount"], "paid_at": when}
                 self._set_status(conn, claims, key, version, values, e.block_number)
+            elif e.name == "ClaimPaymentReversed":
+                values = {
+                    "status": "accepted",
+                    "outcome": None,
+                    "allowed_amount": None,
+                    "paid_amount": None,
+                    "paid_at": None,
+                }
+                self._set_status(conn, claims, key, version, values, e.block_number)
             elif e.name == "ClaimVoided":
                 self._set_status(conn, claims, key, version, {"status": "voided"}, e.block_number)
         if claims:

@@ -191,7 +191,9 @@ class ClaimLedgerService:
                 related_version=related_version,
             )
             ready.append((i, claim, submission))
-        self.vault.put_many([(s.document_hash, canonical_document(c)) for _, c, s in ready])
+        self.vault.put_many(
+            [(s.document_hash, canonical_document(c)) for _, c, s in ready], claim_ids=[c.claim_id for _, c, _ in ready]
+        )
         pipeline = self.pipeline(member.account)
         waiting = [(i, claim, s.document_hash, pipeline.submit(s)) for i, claim, s in ready]
         deadline = time.monotonic() + timeout
@@ -218,26 +220,28 @@ class ClaimLedgerService:
         return None
 
     def _original_of(self, member: Member, claim: Claim) -> tuple[bytes, int]:
-        """The ledger claim a replacement or void names: a ledger ref ``0x<key>:<version>``."""
+        """The ledger claim a replacement or void names: a ledger ref ``0x<key>:<version>``, or the
+        provider's claim id (CLM01, as an 837's REF*F8 gives it) of exactly one of its live claims."""
         ref = claim.original_claim_id or ""
-        key, _, version = ref.partition(":")
-        try:
-            exact_key = bytes.fromhex(key.removeprefix("0x").removeprefix("0X"))
-            if len(exact_key) != 32:
-                raise ValueError
-            return exact_key, int(version)
-        except ValueError:
-            raise ClaimValidationError(
-                [
-                    FieldProblem(
-                        "original_claim_id",
-                        ref,
-                        "original_not_found",
-                        "a replacement or void must name the ledger claim it changes as 0x<exact key>:<version>",
-                    )
-                ],
-                claim_ref=claim.claim_id,
-            ) from None
+        parsed = parse_ledger_ref(ref)
+        if parsed is not None:
+            return parsed
+        live = [r for r in self.claims_by_claim_id(member, ref) if r["provider_org"] == member.org and r["live"]]
+        if len(live) == 1:
+            return bytes.fromhex(live[0]["exact_key"][2:]), int(live[0]["version"])
+        if not live:
+            message = (
+                f"no live claim of {member.name} has claim id {ref!r}: a replacement or void names the claim it "
+                "changes by its ledger ref 0x<exact key>:<version> or the claim id it was submitted under"
+            )
+            rule = "original_not_found"
+        else:
+            shown = ", ".join(f"{r['exact_key']}:{r['version']}" for r in live)
+            message = (
+                f"{len(live)} live claims of {member.name} have claim id {ref!r} ({shown}): name one by its ledger ref"
+            )
+            rule = "original_ambiguous"
+        raise ClaimValidationError([FieldProblem("original_claim_id", ref, rule, message)], claim_ref=claim.claim_id)
 
     def void(self, member: Member, exact_key: bytes, version: int) -> ClaimOutcome:
         """Void one of the provider's claims (through its pipeline, so its nonce stays its own)."""
@@ -299,6 +303,10 @@ class ClaimLedgerService:
     ) -> dict[str, Any]:
         return self._payer_step(member, exact_key, version, "record_payment", paid_cents, remittance_hash)
 
+    def reverse_payment(self, member: Member, exact_key: bytes, version: int, remittance_hash: bytes) -> dict[str, Any]:
+        """Paid -> accepted again (835 CLP02 22): the payment is taken back, a new adjudication may follow."""
+        return self._payer_step(member, exact_key, version, "reverse_payment", remittance_hash)
+
     def _account_lock(self, address: str) -> threading.Lock:
         with self._lock:
             return self._account_locks.setdefault(address, threading.Lock())
@@ -330,6 +338,33 @@ class ClaimLedgerService:
         if row is None:
             raise ClaimNotFoundError(f"no claim 0x{exact_key.hex()}:{version} in the index")
         return {k: ("0x" + v.hex() if isinstance(v, bytes) else v) for k, v in row.items()}
+
+    def claims_by_claim_id(self, member: Member, claim_id: str) -> list[dict[str, Any]]:
+        """The claims recorded under a provider's claim id (CLM01) that ``member`` may see, oldest first;
+        each record has ``live`` (it still holds its keys: submitted, accepted, adjudicated or paid).
+        Only claims whose documents this gateway stored can be found this way."""
+        hashes = self.vault.find_claim_id(claim_id)
+        if not hashes:
+            return []
+        self.indexer.run_once()
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(
+                    select(indexed_claims)
+                    .where(indexed_claims.c.document_hash.in_(hashes))
+                    .order_by(indexed_claims.c.submitted_block, indexed_claims.c.exact_key)
+                )
+                .mappings()
+                .all()
+            )
+        visible = [r for r in rows if member.role == "auditor" or member.org in (r["provider_org"], r["payer_org"])]
+        return [
+            {
+                **{k: ("0x" + v.hex() if isinstance(v, bytes) else v) for k, v in r.items()},
+                "live": r["status"] in LIVE_STATUSES,
+            }
+            for r in visible
+        ]
 
     def history(self, exact_key: bytes, version: int) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -364,6 +399,22 @@ class ClaimLedgerService:
                     "key_id": fp.key_id,
                 }
         return {"matches": False}
+
+
+LIVE_STATUSES = frozenset({"submitted", "accepted", "adjudicated", "paid"})
+"""Statuses in which a claim holds its keys (the contract's live claims)."""
+
+
+def parse_ledger_ref(ref: str) -> tuple[bytes, int] | None:
+    """``0x<64 hex>:<version>`` -> (exact key, version); anything else -> None."""
+    key, sep, version = ref.strip().partition(":")
+    if not sep or not version.isdigit():
+        return None
+    try:
+        exact_key = bytes.fromhex(key.removeprefix("0x").removeprefix("0X"))
+    except ValueError:
+        return None
+    return (exact_key, int(version)) if len(exact_key) == 32 else None
 
 
 def _claim_ref(data: Mapping[str, Any]) -> str | None:

@@ -155,6 +155,15 @@ documents = Table(
     Column("created_at", BigInteger, nullable=False),
 )
 
+claim_references = Table(
+    "claim_references",
+    metadata,
+    Column("tag", LargeBinary(32), primary_key=True),
+    Column("document_hash", LargeBinary(32), primary_key=True),
+    comment="The provider's claim id (CLM01) of a stored document, as a keyed tag (never in clear): "
+    "how an 835's CLP01 or an 837's REF*F8 finds its claim.",
+)
+
 
 # ---------------------------------------------------------------- access audit log (HIPAA 164.312(b))
 

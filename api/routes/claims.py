@@ -31,7 +31,6 @@ from api.schemas import (
     ClaimResult,
     ClaimsPage,
     ErrorBody,
-    Problem,
 )
 from api.views import claim_public, claim_result
 from ledger import listing
@@ -39,7 +38,7 @@ from ledger.chain import STATUSES
 from ledger.claim import normalise_claim_data
 from ledger.errors import ChainUnavailableError, ClaimNotFoundError, LedgerError
 from ledger.listing import MAX_PAGE, ClaimFilter
-from ledger.service import ClaimOutcome, Member
+from ledger.service import ClaimOutcome, Member, parse_ledger_ref
 
 router = APIRouter(prefix="/v1", tags=["claims"])
 
@@ -84,16 +83,10 @@ def _original_refused(runtime: Runtime, member: Member, document: Any) -> ClaimR
         return None  # an original, or the ledger's validation names the missing original
     claim_id = document.get("claim_id") if isinstance(document.get("claim_id"), str) else None
     ref = change[1]
-    try:
-        key, version = parse_ref(ref)
-    except ApiError:
-        problem = Problem(
-            field="original_claim_id",
-            value=ref,
-            rule="original_not_found",
-            message="a replacement or void must name the ledger claim it changes as 0x<exact key>:<version>",
-        )
-        return ClaimResult(status="invalid", http_status=422, claim_id=claim_id, problems=[problem])
+    parsed = parse_ledger_ref(ref)
+    if parsed is None:
+        return None  # a claim id (837 REF*F8): the ledger looks for it among the caller's own claims
+    key, version = parsed
     try:
         record = runtime.service.claim_for(member, key, version)
     except ClaimNotFoundError as exc:
@@ -129,12 +122,12 @@ def submit_documents(runtime: Runtime, member: Member, documents: Sequence[Any])
     return final
 
 
-def _count(gateway: Gateway, results: Sequence[ClaimResult]) -> None:
+def count_results(gateway: Gateway, results: Sequence[ClaimResult]) -> None:
     for status, n in Counter(r.status for r in results).items():
         gateway.metrics.count_claims(status, n)
 
 
-def _refs_touched(results: Sequence[ClaimResult]) -> list[str]:
+def refs_touched(results: Sequence[ClaimResult]) -> list[str]:
     """The ledger claims a submission recorded, voided, or tried to duplicate (for the access log)."""
     refs = []
     for r in results:
@@ -206,8 +199,8 @@ def submit_claim(
     response: Response,
 ) -> ClaimResult:
     [result] = submit_documents(runtime, member, [claim])
-    _count(gateway, [result])
-    ctx.claims = _refs_touched([result])
+    count_results(gateway, [result])
+    ctx.claims = refs_touched([result])
     return single_answer(result, response, retry_after_s=runtime.settings.retry_after_s)
 
 
@@ -272,8 +265,8 @@ def submit_batch(
             {"max_batch_claims": limit, "claims": len(batch.claims)},
         )
     results = submit_documents(runtime, member, batch.claims)
-    _count(gateway, results)
-    ctx.claims = _refs_touched(results)
+    count_results(gateway, results)
+    ctx.claims = refs_touched(results)
     summary = {str(status): n for status, n in Counter(r.status for r in results).items()}
     response.status_code = 200 if all(r.status in ("recorded", "voided") for r in results) else 207
     return BatchResult(results=results, summary=summary)
@@ -494,6 +487,6 @@ def replace_claim(
         )
     document = {**claim, "frequency": "7", "original_claim_id": canonical}
     [result] = submit_documents(runtime, member, [document])
-    _count(gateway, [result])
-    ctx.claims = [canonical, *_refs_touched([result])]
+    count_results(gateway, [result])
+    ctx.claims = [canonical, *refs_touched([result])]
     return single_answer(result, response, retry_after_s=runtime.settings.retry_after_s)

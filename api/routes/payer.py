@@ -1,4 +1,4 @@
-"""Payer endpoints: the claims addressed to it; acknowledge, adjudicate, record payment."""
+"""Payer endpoints: the claims addressed to it; acknowledge, adjudicate, record and reverse payment."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from api.routes.claims import (
     claims_page,
     ensure_node,
 )
-from api.schemas import AcknowledgeIn, AdjudicateIn, ClaimAction, ClaimsPage, ErrorBody, PaymentIn
+from api.schemas import AcknowledgeIn, AdjudicateIn, ClaimAction, ClaimsPage, ErrorBody, PaymentIn, ReversalIn
 from ledger.listing import MAX_PAGE
 
 router = APIRouter(prefix="/v1", tags=["payer"])
@@ -102,10 +102,33 @@ def record_payment(ref: str, body: PaymentIn, member: PayerMember, runtime: Runt
     key, version = parse_ref(ref)
     ctx.claims = [format_ref(key, version)]
     ensure_node(runtime)
-    if body.remittance_hash is not None:
-        remittance = bytes.fromhex(body.remittance_hash[2:])
-    else:
-        assert body.trace is not None
-        remittance = hashlib.sha256(body.trace.strip().encode("utf-8")).digest()
+    remittance = _remittance_hash(body.remittance_hash, body.trace)
     tx = runtime.service.record_payment(member, key, version, body.paid_cents, remittance)
     return action_answer(runtime, member, key, version, tx)
+
+
+@router.post(
+    "/claims/{ref}/reversal",
+    response_model=ClaimAction,
+    summary="Reverse the payment of a claim (835 CLP02 22)",
+    description="Paid -> accepted again: the payment is taken back and the claim is open for a corrected "
+    "adjudication and payment. Only the payer it is addressed to.",
+    responses=STEP_ERRORS,
+)
+def reverse_payment(
+    ref: str, body: ReversalIn, member: PayerMember, runtime: RuntimeDep, ctx: ContextDep
+) -> ClaimAction:
+    key, version = parse_ref(ref)
+    ctx.claims = [format_ref(key, version)]
+    ensure_node(runtime)
+    remittance = _remittance_hash(body.remittance_hash, body.trace)
+    tx = runtime.service.reverse_payment(member, key, version, remittance)
+    return action_answer(runtime, member, key, version, tx)
+
+
+def _remittance_hash(remittance_hash: str | None, trace: str | None) -> bytes:
+    """The 32 bytes the ledger keeps: the hash given, or the SHA-256 of the trace number."""
+    if remittance_hash is not None:
+        return bytes.fromhex(remittance_hash[2:])
+    assert trace is not None  # the body's validator requires one of the two
+    return hashlib.sha256(trace.strip().encode("utf-8")).digest()

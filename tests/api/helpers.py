@@ -9,6 +9,7 @@ import httpx
 ACCEPT = {"accepted": True, "reason": "A2:20"}
 ADJUDICATE = {"outcome": "partly_approved", "allowed_cents": 9000, "carc_codes": ["CO45"]}
 PAY = {"paid_cents": 9000, "trace": "EFT-20250630-000123"}
+REVERSE = {"trace": "EFT-20250715-000456"}
 
 
 def submit(client: httpx.Client, document: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import LiveGateway, fresh_claim
-from tests.api.helpers import ACCEPT, ADJUDICATE, PAY, advance, all_refs, error_of, submit
+from tests.api.helpers import ACCEPT, ADJUDICATE, PAY, REVERSE, advance, all_refs, error_of, submit
 
 CALLERS = ("PROV-A", "PROV-B", "PAYER-ACME", "PAYER-BETA", "AUDIT-1", "OPERATOR", None)
 CALLER_IDS = ("own-provider", "other-provider", "addressed-payer", "other-payer", "auditor", "operator", "no-key")
@@ -88,6 +88,11 @@ MATRIX: dict[str, tuple[Action, str | None, tuple[int, ...]]] = {
     "payment": (
         lambda c, s, ref: c.post(f"/v1/claims/{ref}/payment", json=PAY),
         "adjudicated",
+        (403, 403, 200, 404, 403, 403, 401),
+    ),
+    "reversal": (
+        lambda c, s, ref: c.post(f"/v1/claims/{ref}/reversal", json=REVERSE),
+        "paid",
         (403, 403, 200, 404, 403, 403, 401),
     ),
     "duplicates report": (lambda c, s, ref: c.get("/v1/reports/duplicates"), None, (403, 403, 403, 403, 200, 403, 401)),

@@ -88,6 +88,7 @@ STEPS: dict[str, Status] = {
     "reject": Status.REJECTED,
     "adjudicate": Status.ADJUDICATED,
     "pay": Status.PAID,
+    "reverse payment": Status.ACCEPTED,
     "voidClaim": Status.VOIDED,
     "void entry": Status.VOIDED,
     "replace (same key)": Status.REPLACED,
@@ -99,6 +100,7 @@ LEGAL: dict[str, set[str]] = {
     "accepted": {"adjudicate", *PROVIDER_STEPS},
     "adjudicated": {"pay", *PROVIDER_STEPS},
     "adjudicated (denied)": set(PROVIDER_STEPS),
+    "paid": {"reverse payment"},
 }
 
 
@@ -175,6 +177,24 @@ def make_step(c: Consortium, step: str, s: ClaimSubmission) -> Step:
                 )
             ],
             after=expect_status(1, "paid"),
+        )
+    if step == "reverse payment":
+        remittance = random_key()
+        return Step(
+            run=lambda: ledger.reverse_payment(key, 1, remittance, sender=payer.account),
+            events=[
+                (
+                    "ClaimPaymentReversed",
+                    {
+                        "exactKey": key,
+                        "version": 1,
+                        "payerOrg": payer.index,
+                        "reversedAmount": s.total_charge // 2,
+                        "remittanceHash": remittance,
+                    },
+                )
+            ],
+            after=expect_status(1, "accepted"),
         )
     if step in ("voidClaim", "void entry"):
         entry = c.void_entry(s)
@@ -463,6 +483,44 @@ def test_a_stale_version_is_an_unknown_claim(consortium: Consortium) -> None:
             c.assert_refused(run, "ClaimLedgerUnknownClaim", unknown(version), keys=[key])
     assert c.ledger.claim_status(key, 1) == "none"
     assert c.ledger.claim_status(key, 2) == "submitted"
+
+
+def test_a_reversed_payment_reopens_the_claim_for_a_corrected_settlement(consortium: Consortium) -> None:
+    """835 CLP02 22: the payment is taken back, the settlement cleared, and the corrected one recorded."""
+    c = consortium
+    s = c.submit_new()
+    key, payer = s.exact_key, c.payer_x.account
+    c.advance(s, Status.PAID)
+    c.assert_refused(
+        lambda: c.ledger.reverse_payment(key, 1, b"\0" * 32, sender=payer),
+        "ClaimLedgerZeroRemittanceHash",
+        {"exactKey": key},
+        keys=[key],
+    )
+    c.ledger.reverse_payment(key, 1, random_key(), sender=payer)
+    assert c.ledger.claim_status(key, 1) == "accepted"
+    cleared = c.ledger.settlement(key)
+    assert (cleared["outcome"], cleared["allowed_amount"], cleared["paid_amount"], cleared["paid_at"]) == (
+        "none",
+        0,
+        0,
+        0,
+    )
+    c.assert_refused(
+        lambda: c.ledger.reverse_payment(key, 1, random_key(), sender=payer),
+        "ClaimLedgerInvalidTransition",
+        {"exactKey": key, "from": Status.ACCEPTED, "to": Status.ACCEPTED},
+        keys=[key],
+    )
+    allowed = s.total_charge - 1
+    c.ledger.adjudicate(key, 1, "partly_approved", allowed, ["CO45"], sender=payer)
+    c.ledger.record_payment(key, 1, allowed, random_key(), sender=payer)
+    settled = c.ledger.settlement(key)
+    assert (c.ledger.claim_status(key, 1), settled["allowed_amount"], settled["paid_amount"]) == (
+        "paid",
+        allowed,
+        allowed,
+    )
 
 
 def test_days_to_payment_come_from_the_record(consortium: Consortium) -> None:

@@ -47,6 +47,7 @@ class RoleClaims:
     submitted: ClaimSubmission
     accepted: ClaimSubmission
     adjudicated: ClaimSubmission
+    paid: ClaimSubmission
 
 
 @pytest.fixture
@@ -54,11 +55,12 @@ def claims(deployed_consortium: Consortium, snapshots: Snapshots) -> RoleClaims:
     c = deployed_consortium
 
     def build() -> RoleClaims:
-        submitted_claim, accepted, adjudicated = c.claim(), c.claim(), c.claim()
-        c.submit(submitted_claim, accepted, adjudicated)
+        submitted_claim, accepted, adjudicated, paid = c.claim(), c.claim(), c.claim(), c.claim()
+        c.submit(submitted_claim, accepted, adjudicated, paid)
         c.advance(accepted, Status.ACCEPTED)
         c.advance(adjudicated, Status.ADJUDICATED)
-        return RoleClaims(submitted_claim, accepted, adjudicated)
+        c.advance(paid, Status.PAID)
+        return RoleClaims(submitted_claim, accepted, adjudicated, paid)
 
     return snapshots.prepared("roles", build)
 
@@ -132,6 +134,7 @@ TABLE: dict[str, tuple[Any, ...]] = {
     "acknowledge":              (Y,               Y,         Y,         Y,            OK,         NOT_PAYER,  Y,      Y,            INACTIVE,      Y),
     "adjudicate":               (Y,               Y,         Y,         Y,            OK,         NOT_PAYER,  Y,      Y,            INACTIVE,      Y),
     "recordPayment":            (Y,               Y,         Y,         Y,            OK,         NOT_PAYER,  Y,      Y,            INACTIVE,      Y),
+    "reversePayment":           (Y,               Y,         Y,         Y,            OK,         NOT_PAYER,  Y,      Y,            INACTIVE,      Y),
     "anchorAuditLog":           (UNKNOWN_ACCOUNT, OK,        OK,        OK,           OK,         OK,         OK,     INACTIVE,     INACTIVE,      UNKNOWN_ACCOUNT),
     "registerOrganisation":     (OK,              O,         O,         O,            O,          O,          O,      O,            O,             O),
     "setOrganisationActive":    (OK,              O,         O,         O,            O,          O,          O,      O,            O,             O),
@@ -285,6 +288,27 @@ def make_cell(function: str, c: Consortium, claims: RoleClaims) -> Cell:
             claim_key=adjudicated.exact_key,
             watch_keys=[adjudicated.exact_key],
             check=lambda org: _assert_status(c, adjudicated.exact_key, Status.PAID),
+        )
+    if function == "reversePayment":
+        paid = claims.paid
+        remittance = random_key()
+        return Cell(
+            call=lambda a: ledger.reverse_payment(paid.exact_key, 1, remittance, sender=a),
+            events=lambda a, org, out: [
+                (
+                    "ClaimPaymentReversed",
+                    {
+                        "exactKey": paid.exact_key,
+                        "version": 1,
+                        "payerOrg": org_index(org),
+                        "reversedAmount": paid.total_charge // 2,
+                        "remittanceHash": remittance,
+                    },
+                )
+            ],
+            claim_key=paid.exact_key,
+            watch_keys=[paid.exact_key],
+            check=lambda org: _assert_status(c, paid.exact_key, Status.ACCEPTED),
         )
     if function == "anchorAuditLog":
         head = random_key()
