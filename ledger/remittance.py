@@ -15,8 +15,9 @@ corrected payment that follows it in the same 835 land in that order):
   adjudicated, an adjudicated one is paid. The allowed amount is CLP04 + CLP05 (what the payer
   pays plus what the patient owes); the contract refuses one above the claim's charge. The
   outcome is *approved* when the allowed amount is the whole charge and no adjustment is
-  reported, *denied* when it is zero, else *partly approved*. The CARC codes are the adjustments' group and reason (``CO45``), or the reason alone where the pair does not fit
-  the ledger's four characters (``253``), each once, at most five.
+  reported, *denied* when it is zero, else *partly approved*. The CARC codes are the
+  adjustments' group and reason (``CO45``), or the reason alone where the pair does not fit the
+  ledger's four characters (``253``), each once, at most five.
 - **CLP02 4** (denied): acknowledged if need be, then adjudicated *denied* with allowed 0 and
   the CARC codes (an 835 denial without any CAS reason is refused: the ledger requires one).
 - **CLP02 22** (reversal of a previous payment): a paid claim is reversed
