@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from io import StringIO
-from typing import NamedTuple, Protocol, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 # x12sdk runs dotenv.load_dotenv() when it is first imported: the first .env file found upwards
 # from the x12sdk package folder (the virtualenv, then the project root and its parents) is
@@ -150,13 +150,17 @@ def decode_x12(data: bytes, *, file: str | None = None, max_bytes: int = MAX_X12
         byte = data[offset]
         hint = " (a UTF-16 byte order mark)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") and offset < 2 else ""
         raise _not_utf8(
-            data, offset, f"byte 0x{byte:02X}{hint} at offset {offset:,} is not UTF-8: the file must be ASCII "
+            data,
+            offset,
+            f"byte 0x{byte:02X}{hint} at offset {offset:,} is not UTF-8: the file must be ASCII "
             "or UTF-8 text (was it saved as Latin-1 or Windows-1252?)",
             file,
         ) from None
     if text is None:
         raise _not_utf8(
-            data, nul, f"a NUL byte at offset {nul:,}: the file looks UTF-16 or UTF-32 encoded; "
+            data,
+            nul,
+            f"a NUL byte at offset {nul:,}: the file looks UTF-16 or UTF-32 encoded; "
             "X12 is sent as ASCII or UTF-8 text",
             file,
         )
@@ -251,7 +255,7 @@ def _check_isa(text: str, file: str | None) -> Delimiters:
     return Delimiters(separator, repetition, component, terminator)
 
 
-def _segments(text: str, delimiters: Delimiters) -> Iterator[Segment]:
+def _segments(text: str, delimiters: Delimiters, file: str | None) -> Iterator[Segment]:
     """The file's segments, split by x12sdk's reader, with positions and offsets."""
     terminator = delimiters.terminator
     scan = text
@@ -265,7 +269,7 @@ def _segments(text: str, delimiters: Delimiters) -> Iterator[Segment]:
                 "the file's segments end in line breaks and it uses every control character "
                 "this reader could substitute: end segments with ~. Nothing of it is taken",
                 rule="x12_isa_invalid",
-                source=SourceRef(None, "ISA", 1),
+                source=SourceRef(file, "ISA", 1),
             )
         scan = text.replace("\n", substitute)
         terminator = substitute
@@ -342,7 +346,7 @@ class SetReader(Protocol[T_co]):
 
 
 @dataclass
-class Interchange[T]:
+class Interchange(Generic[T]):
     """What :func:`read_interchange` gives back: each accepted set's result, in file order, and refusals."""
 
     kind: str
@@ -351,20 +355,22 @@ class Interchange[T]:
 
 
 @dataclass
-class _Group:
+class _Group(Generic[T]):
     gs: Segment
     control: str
     kind: str | None
-    problem: FormatError | None
+    problem: tuple[str, str, Segment] | None = None
+    """Why the group falls at its GE whatever its counts say: (message, rule, segment)."""
     sets: int = 0
     items: int = 0
-    results: list[object] = field(default_factory=list)
+    results: list[T] = field(default_factory=list)
 
 
 @dataclass
-class _OpenSet:
+class _OpenSet(Generic[T]):
     header: SetHeader
-    reader: SetReader[object] | None
+    reader: SetReader[T] | None
+    problem: FormatError | None = None
     segments: int = 1
 
 
@@ -381,17 +387,20 @@ def read_interchange(
     Raises :class:`FormatError` for what refuses the whole file (see the module docstring);
     sets and groups refused on their own are in ``rejected``. ``kind`` is the kind of the first
     functional group of an accepted version; a group of another kind is refused
-    (``x12_version``): one file, one kind.
+    (``x12_version``): one file, one kind. A file none of whose groups is of an accepted
+    version is refused whole.
     """
     text = decode_x12(data, file=file, max_bytes=max_bytes)
     delimiters = _check_isa(text, file)
-    reading = _EnvelopeReader(text, file, spec, delimiters, open_set)
-    for segment in _segments(text, delimiters):
+    reading: _EnvelopeReader[T] = _EnvelopeReader(text, file, spec, delimiters, open_set)
+    for segment in _segments(text, delimiters, file):
         reading.segment(segment)
     return reading.finish()
 
 
-class _EnvelopeReader[T]:
+class _EnvelopeReader(Generic[T]):
+    """The envelope's state while the segments go by: which interchange, group and set are open."""
+
     def __init__(
         self,
         text: str,
@@ -405,10 +414,10 @@ class _EnvelopeReader[T]:
         self.spec = spec
         self.delimiters = delimiters
         self.open_set = open_set
-        self.isa: Segment | None = None
         self.isa13 = ""
-        self.group: _Group | None = None
-        self.current: _OpenSet | None = None
+        self.seen_isa = False
+        self.group: _Group[T] | None = None
+        self.current: _OpenSet[T] | None = None
         self.groups = 0
         self.kind: str | None = None
         self.version_error: FormatError | None = None
@@ -427,35 +436,36 @@ class _EnvelopeReader[T]:
             control["ST02"] = st02
         return control
 
-    def source(self, segment: Segment, st02: str | None = None) -> SourceRef:
-        return SourceRef(self.file, segment.id, segment.position, self.control(st02))
-
     def fail(self, message: str, rule: str, segment: Segment, st02: str | None = None) -> FormatError:
-        return FormatError(message, rule=rule, source=self.source(segment, st02))
+        source = SourceRef(self.file, segment.id, segment.position, self.control(st02))
+        return FormatError(message, rule=rule, source=source)
 
-    def items(self, count: int) -> str:
+    def not_taken(self, count: int) -> str:
         noun = self.spec.noun
-        return f"its {count} {noun}{'' if count == 1 else 's'} {'is' if count == 1 else 'are'} not taken"
+        if count == 1:
+            return f"its 1 {noun} is not taken"
+        return f"none of its {count} {noun}s is taken"
 
     # segments ------------------------------------------------------------------------------
 
     def segment(self, segment: Segment) -> None:
         self.last = segment
-        current = self.current
         name = segment.id
+        current = self.current
         if current is not None:
             if name == "SE":
-                self.close_set(segment)
+                self.close_set(current, segment)
                 return
-            if name not in ("ST", "GE", "GS", "IEA", "ISA"):
+            if name not in _ENVELOPE:
                 current.segments += 1
                 if current.reader is not None:
                     current.reader.segment(segment)
                 return
+            header = current.header
             self.drop_set(
-                f"transaction set {current.header.control['ST02']} (ST at position {current.header.st.position}) "
-                f"has no SE: {name} at position {segment.position} comes first; "
-                f"{self.items(self.count_of(current))}",
+                current,
+                f"transaction set {header.control['ST02']} (ST at position {header.st.position}) has no SE: "
+                f"{name} at position {segment.position} comes first; {self.not_taken(self.count_of(current))}",
                 "x12_truncated",
                 segment,
             )
@@ -466,32 +476,38 @@ class _EnvelopeReader[T]:
                 "x12_structure",
                 segment,
             )
-        handler = self.handlers.get(name)
-        if handler is None:
-            self.stray(segment)
+        if name == "ST":
+            self.on_st(segment)
+        elif name == "GS":
+            self.on_gs(segment)
+        elif name == "GE":
+            self.on_ge(segment)
+        elif name == "IEA":
+            self.on_iea(segment)
+        elif name == "ISA":
+            self.on_isa(segment)
         else:
-            handler(self, segment)
+            self.stray(segment)
 
     def stray(self, segment: Segment) -> None:
-        where = f"functional group {self.group.control}" if self.group is not None else "the interchange"
-        message = (
-            f"segment {segment.id} at position {segment.position} is outside any transaction set (ST ... SE) "
-            f"in {where}"
-        )
-        if self.group is None:
-            raise self.fail(f"{message}. Nothing of the file is taken", "x12_structure", segment)
-        if self.group.problem is None:
-            self.group.problem = self.fail(message, "x12_structure", segment)
+        group = self.group
+        message = f"segment {segment.id} at position {segment.position} is outside any transaction set (ST ... SE)"
+        if group is None:
+            raise self.fail(
+                f"{message} and any functional group. Nothing of the file is taken", "x12_structure", segment
+            )
+        if group.problem is None:
+            group.problem = (f"{message} in functional group {group.control}", "x12_structure", segment)
 
     def on_isa(self, segment: Segment) -> None:
-        if self.isa is not None:
+        if self.seen_isa:
             raise self.fail(
                 f"a second ISA at position {segment.position} before the first interchange's IEA: "
                 "the first interchange is cut short. Nothing of the file is taken",
                 "x12_truncated",
                 segment,
             )
-        self.isa = segment
+        self.seen_isa = True
         self.isa13 = segment.element(13).strip()
         if not (len(self.isa13) == 9 and self.isa13.isdigit()):
             raise self.fail(
@@ -501,10 +517,12 @@ class _EnvelopeReader[T]:
             )
 
     def on_gs(self, segment: Segment) -> None:
-        if self.group is not None:
+        group = self.group
+        if group is not None:
             self.drop_group(
-                f"functional group {self.group.control} (GS at position {self.group.gs.position}) has no GE: "
-                f"GS at position {segment.position} comes first; {self.items(self.group.items)}",
+                group,
+                f"functional group {group.control} (GS at position {group.gs.position}) has no GE: "
+                f"GS at position {segment.position} comes first; {self.not_taken(group.items)}",
                 "x12_truncated",
                 segment,
             )
@@ -512,89 +530,84 @@ class _EnvelopeReader[T]:
         control = segment.element(6).strip()
         version = segment.element(8).strip()
         kind = self.spec.versions.get(version)
-        problem = None
-        self.group = _Group(segment, control, kind, None)
+        group = self.group = _Group(segment, control, kind)
+        where = f"functional group {control} (GS at position {segment.position})"
         if segment.element(1) != self.spec.functional_code:
-            problem = self.fail(
-                f"functional group {control} (GS at position {segment.position}) is of type {segment.element(1)!r} "
-                f"(GS01); this reader takes {self.spec.functional_code} ({self.spec.transaction_code}) groups",
+            group.kind = None
+            group.problem = (
+                f"{where} is of type {segment.element(1)!r} (GS01); this reader takes "
+                f"{self.spec.functional_code} groups ({self.spec.transaction_code})",
                 "x12_version",
                 segment,
             )
         elif kind is None:
             accepted = ", ".join(sorted(self.spec.versions))
-            problem = self.fail(
-                f"functional group {control} (GS at position {segment.position}) is version {version!r} (GS08); "
-                f"this reader takes {accepted}",
+            group.problem = (
+                f"{where} is version {version!r} (GS08); this reader takes {accepted}",
                 "x12_version",
                 segment,
             )
-            if self.version_error is None:
-                self.version_error = problem
         elif self.kind is None:
             self.kind = kind
         elif kind != self.kind:
-            problem = self.fail(
-                f"functional group {control} (GS at position {segment.position}) holds {kind} claims, "
-                f"and this file's first group {self.kind}: send each kind in a file of its own",
+            group.problem = (
+                f"{where} holds {kind} {self.spec.noun}s and this file's first group {self.kind}: "
+                "send each kind in a file of its own",
                 "x12_version",
                 segment,
             )
-        self.group.problem = problem
+        if group.problem is not None and self.version_error is None and group.problem[1] == "x12_version":
+            self.version_error = self.fail(group.problem[0], "x12_version", segment)
 
     def on_st(self, segment: Segment) -> None:
         group = self.group
         st02 = segment.element(2).strip()
+        where = f"transaction set {st02} (ST at position {segment.position})"
         if group is None:
             raise self.fail(
-                f"transaction set {st02} (ST at position {segment.position}) is outside any functional group "
-                "(GS ... GE). Nothing of the file is taken",
+                f"{where} is outside any functional group (GS ... GE). Nothing of the file is taken",
                 "x12_structure",
                 segment,
                 st02,
             )
         group.sets += 1
-        code = segment.element(1)
+        code = segment.element(1).strip()
         version = segment.element(3).strip() or group.gs.element(8).strip()
         header = SetHeader(
             self.file, group.kind or "", version, self.control(st02), segment, self.text, self.delimiters
         )
-        self.current = _OpenSet(header, None)
+        current: _OpenSet[T] = _OpenSet(header, None)
+        self.current = current
         if code != self.spec.transaction_code:
-            self.current_problem = self.fail(
-                f"transaction set {st02} (ST at position {segment.position}) is a {code!r} (ST01); "
-                f"this reader takes {self.spec.transaction_code}",
+            current.problem = self.fail(
+                f"{where} is a {code!r} (ST01); this reader takes {self.spec.transaction_code}",
                 "x12_version",
                 segment,
                 st02,
             )
-        elif self.spec.versions.get(version) != group.kind and group.kind is not None:
-            self.current_problem = self.fail(
-                f"transaction set {st02} (ST at position {segment.position}) is version {version!r} (ST03), "
-                f"its group {group.gs.element(8)!r} (GS08)",
+        elif group.kind is not None and self.spec.versions.get(version) != group.kind:
+            current.problem = self.fail(
+                f"{where} is version {version!r} (ST03), not of its group's {group.gs.element(8)!r} (GS08)",
                 "x12_version",
                 segment,
                 st02,
             )
-        else:
-            self.current_problem = None
-            if group.problem is None:
-                self.current.reader = self.open_set(header)
+        elif group.problem is None:
+            current.reader = self.open_set(header)
 
-    current_problem: FormatError | None = None
-
-    def count_of(self, current: _OpenSet) -> int:
+    @staticmethod
+    def count_of(current: _OpenSet[T]) -> int:
         return current.reader.count if current.reader is not None else 0
 
-    def close_set(self, se: Segment) -> None:
-        current = self.current
-        assert current is not None and self.group is not None
+    def close_set(self, current: _OpenSet[T], se: Segment) -> None:
+        group = self.group
+        assert group is not None  # a set is only opened inside a group
         current.segments += 1
         self.current = None
         header = current.header
         st02 = header.control["ST02"]
         count = self.count_of(current)
-        self.group.items += count
+        group.items += count
         se01, se02 = se.element(1).strip(), se.element(2).strip()
         where = f"transaction set {st02} (ST at position {header.st.position})"
         if se01 != str(current.segments):
@@ -602,7 +615,7 @@ class _EnvelopeReader[T]:
             self.rejected.append(
                 self.fail(
                     f"{where} {said} (SE01 at position {se.position}), but it has {current.segments} from ST to SE: "
-                    f"it was cut or edited in transit; {self.items(count)}",
+                    f"it was cut or edited on the way; {self.not_taken(count)}",
                     "x12_se_count",
                     se,
                     st02,
@@ -612,26 +625,24 @@ class _EnvelopeReader[T]:
             self.rejected.append(
                 self.fail(
                     f"{where} ends with SE02 {se02!r} (position {se.position}), not its ST02 {st02!r}; "
-                    f"{self.items(count)}",
+                    f"{self.not_taken(count)}",
                     "x12_control_mismatch",
                     se,
                     st02,
                 )
             )
-        elif self.current_problem is not None:
-            self.rejected.append(self.current_problem)
+        elif current.problem is not None:
+            self.rejected.append(current.problem)
         elif current.reader is not None:
-            self.group.results.append(current.reader.finish(se))
+            group.results.append(current.reader.finish(se))
 
-    def drop_set(self, message: str, rule: str, segment: Segment) -> None:
-        current = self.current
-        assert current is not None and self.group is not None
+    def drop_set(self, current: _OpenSet[T], message: str, rule: str, segment: Segment) -> None:
+        assert self.group is not None
         self.group.items += self.count_of(current)
         self.current = None
         self.rejected.append(self.fail(message, rule, segment, current.header.control["ST02"]))
 
-    def drop_group(self, message: str, rule: str, segment: Segment) -> None:
-        assert self.group is not None
+    def drop_group(self, group: _Group[T], message: str, rule: str, segment: Segment) -> None:
         self.rejected.append(self.fail(message, rule, segment))
         self.group = None
 
@@ -648,30 +659,35 @@ class _EnvelopeReader[T]:
         if ge01 != str(group.sets):
             said = f"says it holds {ge01} transaction sets" if ge01.isdigit() else f"gives {ge01!r} as its set count"
             self.drop_group(
+                group,
                 f"{where} {said} (GE01 at position {segment.position}), but it holds {group.sets}: "
-                f"a set may be missing; {self.items(group.items)}",
+                f"a set may be missing; {self.not_taken(group.items)}",
                 "x12_ge_count",
                 segment,
             )
         elif ge02 != group.control:
             self.drop_group(
+                group,
                 f"{where} ends with GE02 {ge02!r} (position {segment.position}), not its GS06 {group.control!r}; "
-                f"{self.items(group.items)}",
+                f"{self.not_taken(group.items)}",
                 "x12_control_mismatch",
                 segment,
             )
         elif group.problem is not None:
-            self.rejected.append(group.problem)
-            self.group = None
+            message, rule, at = group.problem
+            taken = f"; {self.not_taken(group.items)}" if group.items else ""
+            self.drop_group(group, message + taken, rule, at)
         else:
-            self.results.extend(group.results)  # type: ignore[arg-type]  # results of open_set: T
+            self.results.extend(group.results)
             self.group = None
 
     def on_iea(self, segment: Segment) -> None:
-        if self.group is not None:
+        group = self.group
+        if group is not None:
             self.drop_group(
-                f"functional group {self.group.control} (GS at position {self.group.gs.position}) has no GE: "
-                f"the IEA at position {segment.position} comes first; {self.items(self.group.items)}",
+                group,
+                f"functional group {group.control} (GS at position {group.gs.position}) has no GE: "
+                f"the IEA at position {segment.position} comes first; {self.not_taken(group.items)}",
                 "x12_truncated",
                 segment,
             )
@@ -693,27 +709,19 @@ class _EnvelopeReader[T]:
             )
         self.ended = segment
 
-    handlers: Mapping[str, Callable[[_EnvelopeReader[T], Segment], None]] = {
-        "ISA": on_isa,
-        "GS": on_gs,
-        "ST": on_st,
-        "GE": on_ge,
-        "IEA": on_iea,
-    }
-
     def finish(self) -> Interchange[T]:
+        last = self.last
+        assert last is not None  # the ISA was checked: there is one segment at least
         if self.ended is None:
-            last = self.last
-            assert last is not None  # the ISA was checked: there is one segment at least
-            open_parts = []
+            still_open = []
             if self.current is not None:
-                open_parts.append(f"transaction set {self.current.header.control['ST02']} has no SE")
+                still_open.append(f"transaction set {self.current.header.control['ST02']} has no SE")
             if self.group is not None:
-                open_parts.append(f"functional group {self.group.control} no GE")
-            open_parts.append("the interchange no IEA")
+                still_open.append(f"functional group {self.group.control} no GE")
+            still_open.append("the interchange no IEA")
             raise self.fail(
                 f"the file ends after segment {last.id} at position {last.position}: it is cut short "
-                f"({', '.join(open_parts)}). Nothing of it is taken",
+                f"({', '.join(still_open)}). Nothing of it is taken",
                 "x12_truncated",
                 last,
             )
@@ -721,16 +729,16 @@ class _EnvelopeReader[T]:
             raise self.fail(
                 "the interchange holds no functional group (GS ... GE): there is nothing to read",
                 "x12_structure",
-                self.ended,
+                last,
             )
         if self.kind is None:
-            assert self.version_error is not None
-            raise FormatError(
-                f"{self.version_error.message}. Nothing of the file is taken",
-                rule="x12_version",
-                source=self.version_error.source,
-            )
+            error = self.version_error
+            assert error is not None  # every group was refused for its type or version
+            raise FormatError(f"{error.message}. Nothing of the file is taken", rule="x12_version", source=error.source)
         return Interchange(self.kind, self.results, self.rejected)
+
+
+_ENVELOPE = frozenset({"ST", "SE", "GS", "GE", "ISA", "IEA"})
 
 
 # --- values -----------------------------------------------------------------------------------

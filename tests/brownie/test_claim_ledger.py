@@ -174,6 +174,16 @@ def test_payer_lifecycle_to_payment_then_void_and_resubmit(ledger, provider, pay
     with brownie.reverts(typed_error("ClaimLedgerInvalidTransition", paid[0], S_PAID, S_VOIDED)):
         ledger.voidClaim(paid[0], 1, {"from": provider})
 
+    with brownie.reverts(typed_error("ClaimLedgerNotClaimPayer", paid[0], payer_orgs[1], payer_orgs[0])):
+        ledger.reversePayment(paid[0], 1, REMITTANCE, {"from": payers[1]})
+    tx = ledger.reversePayment(paid[0], 1, REMITTANCE, {"from": payer})
+    assert tx.events["ClaimPaymentReversed"]["reversedAmount"] == 15_000
+    assert ledger.claimStatus(paid[0], 1) == S_ACCEPTED
+    assert ledger.settlement(paid[0])["paidAmount"] == 0
+    ledger.adjudicate(paid[0], 1, O_PARTLY_APPROVED, 14_000, [CARC_45], {"from": payer})
+    ledger.recordPayment(paid[0], 1, 14_000, REMITTANCE, {"from": payer})
+    assert ledger.claimStatus(paid[0], 1) == S_PAID
+
     ledger.voidClaim(voided[0], 1, {"from": provider})
     assert ledger.claimStatus(voided[0], 1) == S_VOIDED
     assert ledger.liveVersion(voided[0]) == 0
