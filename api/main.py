@@ -24,7 +24,7 @@ from pydantic.json_schema import models_json_schema
 from api import errors
 from api.gateway import Gateway
 from api.middleware import ObservabilityMiddleware, RequestGuardMiddleware
-from api.routes import admin, audit, claims, health, payer
+from api.routes import admin, audit, claims, health, imports, payer
 from api.runtime import Runtime
 from api.schemas import CLAIM_EXAMPLE
 from api.settings import Settings
@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app, retry_after_s=settings.retry_after_s)
     app.add_middleware(RequestGuardMiddleware, gateway=gateway)
     app.add_middleware(ObservabilityMiddleware, gateway=gateway)  # added last: outermost
-    for module in (claims, payer, audit, admin, health):
+    for module in (claims, payer, imports, audit, admin, health):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

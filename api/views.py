@@ -19,6 +19,7 @@ from api.schemas import (
     Problem,
     SuspectMatch,
 )
+from ledger.chain import OUTCOMES
 from ledger.consortium import Consortium
 from ledger.service import ClaimOutcome
 
@@ -139,6 +140,30 @@ def claim_result(outcome: ClaimOutcome) -> ClaimResult:
     )
 
 
+def _ascii(value: Any) -> str:
+    """A bytesN argument as 0x-hex (how the index keeps it) -> its ASCII text without the zero padding."""
+    if not isinstance(value, str) or not value.startswith("0x"):
+        return str(value)
+    try:
+        return bytes.fromhex(value[2:]).rstrip(b"\0").decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        return value
+
+
+def _readable(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """The event's arguments, plus the codes in words a billing clerk reads (CARC codes, reasons, outcome)."""
+    if name == "ClaimAdjudicated":
+        outcome = args.get("outcome")
+        return {
+            **args,
+            "carc": [_ascii(c) for c in args.get("carcCodes", [])],
+            "outcome_label": OUTCOMES[outcome] if isinstance(outcome, int) and 0 <= outcome < len(OUTCOMES) else None,
+        }
+    if name == "ClaimAcknowledged":
+        return {**args, "reason": _ascii(args.get("reasonCode"))}
+    return args
+
+
 def history_event(row: dict[str, Any], consortium: Consortium) -> HistoryEvent:
     org = row.get("org")
     args = orjson.loads(row["args"]) if isinstance(row.get("args"), str) else dict(row.get("args") or {})
@@ -147,7 +172,7 @@ def history_event(row: dict[str, Any], consortium: Consortium) -> HistoryEvent:
         who=EventActor(
             organisation=consortium.name_of(org) if org else None, org_index=org, account=row.get("tx_from")
         ),
-        what=args,
+        what=_readable(row["name"], args),
         when=when(int(row["block_time"])),
         block_number=row["block_number"],
         block_hash=row["block_hash"],

@@ -127,13 +127,14 @@ class DocumentVault:
                 conn.execute(insert(documents), fresh)
             if tags:
                 tags = list({(t["tag"], t["document_hash"]): t for t in tags}.values())
-                stored = set(
-                    conn.execute(
+                stored = {
+                    tuple(row)
+                    for row in conn.execute(
                         select(claim_references.c.tag, claim_references.c.document_hash).where(
                             claim_references.c.document_hash.in_([t["document_hash"] for t in tags])
                         )
-                    ).tuples()
-                )
+                    )
+                }
                 new_tags = [t for t in tags if (t["tag"], t["document_hash"]) not in stored]
                 if new_tags:
                     conn.execute(insert(claim_references), new_tags)

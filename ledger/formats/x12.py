@@ -45,11 +45,12 @@ from io import StringIO
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
 # x12sdk runs dotenv.load_dotenv() when it is first imported: the first .env file found upwards
-# from the x12sdk package folder (the virtualenv, then the project root and its parents) is
-# loaded into os.environ, without overriding variables already set. The gateway's own settings
-# read the project's .env anyway; nothing here depends on what it loads (the reader below fixes
-# its buffer size rather than reading X12_READER_BUFFER_SIZE). Set PYTHON_DOTENV_DISABLED=1 to
-# stop it.
+# from the x12sdk package folder (through the virtualenv to the project root and its parents; from
+# the working directory in a REPL or under a debugger) is loaded into os.environ, without
+# overriding variables already set, so child processes (the embedded node) see it too. The
+# gateway's settings read the project's .env anyway; nothing here depends on what it loads (the
+# reader below fixes its buffer size rather than read X12_READER_BUFFER_SIZE).
+# PYTHON_DOTENV_DISABLED=1 in the environment stops it.
 from x12sdk.io import X12SegmentReader
 from x12sdk.models import X12Delimiters
 from x12sdk.support import X12_IMPLEMENTATION_VERSIONS
@@ -65,10 +66,12 @@ __all__ = [
     "Segment",
     "SetHeader",
     "SetReader",
+    "Where",
     "decode_x12",
     "field_ref",
     "implementation_versions",
     "money_cents",
+    "parse_cents",
     "parse_d8",
     "parse_date_value",
     "read_interchange",
@@ -142,28 +145,20 @@ def decode_x12(data: bytes, *, file: str | None = None, max_bytes: int = MAX_X12
             rule="file_too_large",
             source=SourceRef(file, "ISA", 0),
         )
+    # A NUL byte is valid UTF-8 but the sign of UTF-16 or UTF-32 text; whichever comes first is named.
     nul = data.find(b"\x00")
     try:
-        text = bytes(data).decode("utf-8") if nul < 0 else None
+        text = bytes(data if nul < 0 else data[:nul]).decode("utf-8")
     except UnicodeDecodeError as exc:
         offset = exc.start
-        byte = data[offset]
-        hint = " (a UTF-16 byte order mark)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") and offset < 2 else ""
-        raise _not_utf8(
-            data,
-            offset,
-            f"byte 0x{byte:02X}{hint} at offset {offset:,} is not UTF-8: the file must be ASCII "
-            "or UTF-8 text (was it saved as Latin-1 or Windows-1252?)",
-            file,
-        ) from None
-    if text is None:
-        raise _not_utf8(
-            data,
-            nul,
-            f"a NUL byte at offset {nul:,}: the file looks UTF-16 or UTF-32 encoded; "
-            "X12 is sent as ASCII or UTF-8 text",
-            file,
-        )
+        if offset < 2 and data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            why = "a UTF-16 byte order mark: the file is UTF-16 text; X12 is sent as ASCII or UTF-8"
+        else:
+            why = "not UTF-8: the file must be ASCII or UTF-8 text (was it saved as Latin-1 or Windows-1252?)"
+        raise _not_utf8(data, offset, f"byte 0x{data[offset]:02X} at offset {offset:,} is {why}", file) from None
+    if nul >= 0:
+        why = "the file looks UTF-16 or UTF-32 encoded; X12 is sent as ASCII or UTF-8 text"
+        raise _not_utf8(data, nul, f"a NUL byte at offset {nul:,}: {why}", file)
     return text[1:] if text.startswith("\ufeff") else text
 
 
@@ -276,21 +271,30 @@ def _segments(text: str, delimiters: Delimiters, file: str | None) -> Iterator[S
     skip = _BLANK | {terminator}
     find = scan.find
     size = len(scan)
+    make = tuple.__new__
     cursor = 0
     position = 0
     with _InMemorySegmentReader(scan) as reader:
         for name, elements in reader.segments():
+            raw = elements[0]
             if len(elements) == 1 and not name.strip():
                 continue  # a blank line, or nothing after the last terminator
-            while cursor < size and scan[cursor] in skip:
-                cursor += 1
-            start = cursor
+            if raw[:1] in _BLANK:
+                raw = raw.lstrip()
+            # Between the last segment's terminator and this segment's id there are only blanks
+            # and empty segments, so the first match of its id from there is where it starts.
+            start = find(raw, cursor) if raw else -1
+            if start < 0:
+                start = cursor
+                while start < size and scan[start] in skip:
+                    start += 1
             end = find(terminator, start)
             cursor = end = size if end < 0 else end + 1
             position += 1
-            name = name.strip()
+            if name != raw:
+                name = name.strip()
             elements[0] = name
-            yield Segment(position, name, elements, start, end)
+            yield make(Segment, (position, name, elements, start, end))
 
 
 # --- envelope ---------------------------------------------------------------------------------
@@ -758,8 +762,27 @@ def field_ref(anchor: str, segment: Segment | None = None, element: int | None =
     return where
 
 
+Where = str | Callable[[], str]
+"""A problem's ``field``, or a function giving it: paths are only formatted for a problem."""
+
+
+def _where(field: Where) -> str:
+    return field if isinstance(field, str) else field()
+
+
+def parse_cents(text: str, *, negative: bool = False) -> int | None:
+    """The fast path of :func:`money_cents`: the cents, or ``None`` when it is not an amount (no problem made)."""
+    if not _NUMBER.fullmatch(text):
+        return None
+    point = text.find(".")
+    if point >= 0 and len(text) - point - 1 > 2:
+        return None
+    cents = int(Decimal(text).scaleb(2))
+    return None if cents < 0 and not negative else cents
+
+
 def money_cents(
-    text: str, field: str, what: str, problems: list[FieldProblem], *, negative: bool = False
+    text: str, field: Where, what: str, problems: list[FieldProblem], *, negative: bool = False
 ) -> int | None:
     """``"125.00"`` -> ``12500`` exactly (Decimal); ``None`` with a problem for anything that is not an amount.
 
@@ -767,36 +790,32 @@ def money_cents(
     (more than 2 decimals), ``money_negative`` (below zero, unless ``negative``).
     """
     if not _NUMBER.fullmatch(text):
-        problems.append(
-            FieldProblem(field, text, "money_format", f"{what} {text!r} is not an amount: write it as e.g. 125.00")
-        )
+        message = f"{what} {text!r} is not an amount: write it as e.g. 125.00"
+        problems.append(FieldProblem(_where(field), text, "money_format", message))
         return None
     point = text.find(".")
     if point >= 0 and len(text) - point - 1 > 2:
-        problems.append(
-            FieldProblem(
-                field, text, "money_precision", f"{what} {text} has more than 2 decimals: amounts are dollars and cents"
-            )
-        )
+        message = f"{what} {text} has more than 2 decimals: amounts are dollars and cents"
+        problems.append(FieldProblem(_where(field), text, "money_precision", message))
         return None
     cents = int(Decimal(text).scaleb(2))
     if cents < 0 and not negative:
-        problems.append(FieldProblem(field, text, "money_negative", f"{what} {text} is negative"))
+        problems.append(FieldProblem(_where(field), text, "money_negative", f"{what} {text} is negative"))
         return None
     return cents
 
 
-def whole_number(text: str, field: str, what: str, problems: list[FieldProblem], *, rule: str) -> int | None:
-    """``"2"`` or ``"2.0"`` -> 2; ``None`` with a problem (``rule``, or ``money_format``-like wording) otherwise."""
+def whole_number(text: str, field: Where, what: str, problems: list[FieldProblem], *, rule: str) -> int | None:
+    """``"2"`` or ``"2.0"`` -> 2; ``None`` with a problem under ``rule`` for a fraction or what is not a number."""
     if text.isdigit():
         return int(text)
     if _NUMBER.fullmatch(text):
         value = Decimal(text)
         if value == value.to_integral_value():
             return int(value)
-        problems.append(FieldProblem(field, text, rule, f"{what} {text} is not a whole number"))
+        problems.append(FieldProblem(_where(field), text, rule, f"{what} {text} is not a whole number"))
         return None
-    problems.append(FieldProblem(field, text, rule, f"{what} {text!r} is not a number"))
+    problems.append(FieldProblem(_where(field), text, rule, f"{what} {text!r} is not a number"))
     return None
 
 
@@ -811,7 +830,7 @@ def parse_d8(text: str) -> date | None:
 
 
 def parse_date_value(
-    qualifier: str, text: str, field: str, what: str, problems: list[FieldProblem]
+    qualifier: str, text: str, field: Where, what: str, problems: list[FieldProblem]
 ) -> tuple[date, date] | None:
     """A DTP/DTM date by its format qualifier: D8 ``CCYYMMDD`` (from = to) or RD8 ``CCYYMMDD-CCYYMMDD``.
 
@@ -820,28 +839,18 @@ def parse_date_value(
     if qualifier == "D8":
         day = parse_d8(text)
         if day is None:
-            problems.append(
-                FieldProblem(field, text, "date_invalid", f"{what} {text!r} is not a real date written CCYYMMDD")
-            )
+            message = f"{what} {text!r} is not a real date written CCYYMMDD"
+            problems.append(FieldProblem(_where(field), text, "date_invalid", message))
             return None
         return day, day
     if qualifier == "RD8":
         first, dash, second = text.partition("-")
         start, end = parse_d8(first), parse_d8(second)
         if not dash or start is None or end is None:
-            problems.append(
-                FieldProblem(
-                    field, text, "date_invalid", f"{what} {text!r} is not a real date range written CCYYMMDD-CCYYMMDD"
-                )
-            )
+            message = f"{what} {text!r} is not a real date range written CCYYMMDD-CCYYMMDD"
+            problems.append(FieldProblem(_where(field), text, "date_invalid", message))
             return None
         return start, end
-    problems.append(
-        FieldProblem(
-            field,
-            qualifier,
-            "unknown_qualifier",
-            f"{what}: date format {qualifier!r} is not D8 (a date) or RD8 (a range)",
-        )
-    )
+    message = f"{what}: date format {qualifier!r} is not D8 (a date) or RD8 (a range)"
+    problems.append(FieldProblem(_where(field), qualifier, "unknown_qualifier", message))
     return None
