@@ -7,7 +7,7 @@ from sqlalchemy import select, update
 
 from ledger.documents import DocumentKey, DocumentVault
 from ledger.errors import ClaimNotFoundError, KeyringError, StoreError
-from ledger.store import documents, make_engine, sqlite_url
+from ledger.store import claim_references, documents, make_engine, sqlite_url
 
 DOC = b'{"member_id":"M000123456","patient_birth_date":"1970-05-17"}'
 
@@ -75,3 +75,20 @@ def test_key_file_is_private_and_checked(tmp_path) -> None:
     path.write_text("not hex\n")
     with pytest.raises(KeyringError, match="not hex"):
         DocumentKey.load_or_create(path)
+
+
+def test_documents_are_found_by_claim_id_kept_only_as_a_keyed_tag(vault: DocumentVault, tmp_path) -> None:
+    first, second, other = os.urandom(32), os.urandom(32), os.urandom(32)
+    vault.put_many([(first, DOC), (other, b"{}")], claim_ids=["PCN-778812", "PCN-000001"])
+    vault.put_many([(second, DOC)], claim_ids=["PCN-778812"])
+    vault.put_many([(second, DOC)], claim_ids=["PCN-778812"])  # stored again: still one reference
+    assert sorted(vault.find_claim_id("PCN-778812")) == sorted([first, second])
+    assert vault.find_claim_id(" PCN-778812 ") == vault.find_claim_id("PCN-778812")
+    assert vault.find_claim_id("PCN-000001") == [other]
+    assert vault.find_claim_id("PCN-999999") == []
+    with vault.engine.connect() as conn:
+        tags = conn.execute(select(claim_references.c.tag)).scalars().all()
+    assert len(tags) == 3 and all(len(t) == 32 for t in tags)
+    assert b"PCN-778812" not in (tmp_path / "docs.db").read_bytes()
+    other_vault = DocumentVault(vault.engine, DocumentKey(os.urandom(32)))
+    assert other_vault.find_claim_id("PCN-778812") == [], "the tag depends on the gateway's key"
