@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Annotated
 
@@ -15,9 +14,7 @@ from api.middleware import RequestContext, context
 from api.runtime import Runtime
 from ledger.consortium import Consortium
 from ledger.errors import ChainUnavailableError
-from ledger.service import ClaimLedgerService, Member
-
-_REF = re.compile(r"0x([0-9a-fA-F]{64}):([1-9][0-9]{0,9})")
+from ledger.service import ClaimLedgerService, Member, parse_ledger_ref
 
 # Declared for the OpenAPI schema (and its "Authorize" button); the key itself is read once per
 # request by Gateway.authenticate_scope, from either header.
@@ -95,15 +92,15 @@ OperatorMember = Annotated[Member, Depends(require_role("operator"))]
 
 def parse_ref(ref: str) -> tuple[bytes, int]:
     """``0x<64 hex exact key>:<version>`` -> (exact key, version); else 422 ``ref_invalid``."""
-    match = _REF.fullmatch(ref.strip())
-    if match is None:
+    parsed = parse_ledger_ref(ref)
+    if parsed is None:
         raise ApiError(
             422,
             "ref_invalid",
             f"{ref!r} is not a ledger claim reference: write it 0x<64 hex digits of the exact key>:<version>",
             {"ref": ref},
         )
-    return bytes.fromhex(match.group(1)), int(match.group(2))
+    return parsed
 
 
 def format_ref(exact_key: bytes | str, version: int) -> str:

@@ -19,7 +19,7 @@ from api.schemas import (
     Problem,
     SuspectMatch,
 )
-from ledger.chain import OUTCOMES
+from ledger.chain import OUTCOMES, code_text
 from ledger.consortium import Consortium
 from ledger.service import ClaimOutcome
 
@@ -140,27 +140,17 @@ def claim_result(outcome: ClaimOutcome) -> ClaimResult:
     )
 
 
-def _ascii(value: Any) -> str:
-    """A bytesN argument as 0x-hex (how the index keeps it) -> its ASCII text without the zero padding."""
-    if not isinstance(value, str) or not value.startswith("0x"):
-        return str(value)
-    try:
-        return bytes.fromhex(value[2:]).rstrip(b"\0").decode("ascii")
-    except (ValueError, UnicodeDecodeError):
-        return value
-
-
 def _readable(name: str, args: dict[str, Any]) -> dict[str, Any]:
     """The event's arguments, plus the codes in words a billing clerk reads (CARC codes, reasons, outcome)."""
     if name == "ClaimAdjudicated":
         outcome = args.get("outcome")
         return {
             **args,
-            "carc": [_ascii(c) for c in args.get("carcCodes", [])],
+            "carc": [code_text(c) for c in args.get("carcCodes", [])],
             "outcome_label": OUTCOMES[outcome] if isinstance(outcome, int) and 0 <= outcome < len(OUTCOMES) else None,
         }
     if name == "ClaimAcknowledged":
-        return {**args, "reason": _ascii(args.get("reasonCode"))}
+        return {**args, "reason": code_text(args.get("reasonCode"))}
     return args
 
 

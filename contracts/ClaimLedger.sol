@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: UNLICENSED
 pragma solidity ^0.8.24;
 
+import {Multicall} from "@openzeppelin/contracts/utils/Multicall.sol";
 import {OrganisationRegistry} from "./OrganisationRegistry.sol";
 
 /**
@@ -12,8 +13,12 @@ import {OrganisationRegistry} from "./OrganisationRegistry.sol";
  * per service line (suspect key -> exact key of the newest claim that holds it); a suspect
  * line adds one slot linking to the earlier holder. A key held by an ended claim counts as
  * free, so a void releases every key without touching them.
+ * {Multicall} (OpenZeppelin) runs several calls in one transaction with the caller's own
+ * rights (each inner call is a delegatecall, so every role and ownership check applies as if
+ * called alone): a payer posts an 835's acknowledgements, adjudications and payments in one
+ * transaction, all or nothing.
  */
-contract ClaimLedger is OrganisationRegistry {
+contract ClaimLedger is OrganisationRegistry, Multicall {
     /// @notice The most claims one {submitClaims} call takes.
     uint256 public constant MAX_BATCH = 2000;
 

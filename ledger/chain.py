@@ -251,6 +251,11 @@ class ClaimLedgerContract:
         receipt = _send(self.w3, call, sender, function, self.abi)
         return self._outcome(receipt)
 
+    def transact_call(self, call: tuple[str, tuple[Any, ...]], *, sender: Any) -> TransactionOutcome:
+        """``transact`` for a ``(function, args)`` pair, e.g. from :func:`payer_call`."""
+        function, args = call
+        return self.transact(function, *args, sender=sender)
+
     def submit_claims(self, claims: Sequence[ClaimSubmission], *, sender: Any) -> TransactionOutcome:
         return self.transact("submitClaims", [c.as_tuple() for c in claims], sender=sender)
 
@@ -260,7 +265,7 @@ class ClaimLedgerContract:
     def acknowledge(
         self, exact_key: bytes, version: int, accepted: bool, reason_code: bytes = b"", *, sender: Any
     ) -> TransactionOutcome:
-        return self.transact("acknowledge", exact_key, version, accepted, reason_code.ljust(8, b"\0"), sender=sender)
+        return self.transact_call(payer_call("acknowledge", exact_key, version, accepted, reason_code), sender=sender)
 
     def adjudicate(
         self,
@@ -272,20 +277,25 @@ class ClaimLedgerContract:
         *,
         sender: Any,
     ) -> TransactionOutcome:
-        codes = [c.encode("ascii").ljust(4, b"\0") for c in carc_codes]
-        return self.transact(
-            "adjudicate", exact_key, version, OUTCOMES.index(outcome), allowed_amount, codes, sender=sender
-        )
+        call = payer_call("adjudicate", exact_key, version, outcome, allowed_amount, carc_codes)
+        return self.transact_call(call, sender=sender)
 
     def record_payment(
         self, exact_key: bytes, version: int, paid_amount: int, remittance_hash: bytes, *, sender: Any
     ) -> TransactionOutcome:
-        return self.transact("recordPayment", exact_key, version, paid_amount, remittance_hash, sender=sender)
+        call = payer_call("record_payment", exact_key, version, paid_amount, remittance_hash)
+        return self.transact_call(call, sender=sender)
 
     def reverse_payment(
         self, exact_key: bytes, version: int, remittance_hash: bytes, *, sender: Any
     ) -> TransactionOutcome:
-        return self.transact("reversePayment", exact_key, version, remittance_hash, sender=sender)
+        return self.transact_call(payer_call("reverse_payment", exact_key, version, remittance_hash), sender=sender)
+
+    def multicall(self, calls: Sequence[tuple[str, tuple[Any, ...]]], *, sender: Any) -> TransactionOutcome:
+        """Several calls (``(function, args)``, e.g. from :func:`payer_call`) in one transaction, each with
+        ``sender``'s rights, in order; all or nothing: one refusal reverts them all with its error."""
+        data = [bytes.fromhex(self.contract.encode_abi(name, args=list(args))[2:]) for name, args in calls]
+        return self.transact("multicall", data, sender=sender)
 
     def register_organisation(self, org_name: str, role: str, *, sender: Any) -> int:
         outcome = self.transact("registerOrganisation", org_id(org_name), ROLES.index(role), sender=sender)
@@ -383,6 +393,40 @@ def _guarded(what: str, abi: ContractAbi, fn: Callable[[], T]) -> T:
         raise ContractRevertError("Revert", {"reason": str(exc)}, call=what) from None
     except (requests.ConnectionError, requests.Timeout, ConnectionError) as exc:
         raise ChainUnavailableError(f"node did not answer {what}: {exc}") from exc
+
+
+def payer_call(step: str, exact_key: bytes, version: int, *args: Any) -> tuple[str, tuple[Any, ...]]:
+    """A payer step as the contract function and the arguments it takes:
+    ``acknowledge`` (accepted, reason code), ``adjudicate`` (outcome, allowed, CARC codes),
+    ``record_payment`` (paid, remittance hash), ``reverse_payment`` (remittance hash)."""
+    if step == "acknowledge":
+        accepted, *rest = args
+        reason: bytes = rest[0] if rest else b""
+        return "acknowledge", (exact_key, version, accepted, reason.ljust(8, b"\0"))
+    if step == "adjudicate":
+        outcome, allowed, *rest = args
+        codes = [c.encode("ascii").ljust(4, b"\0") for c in (rest[0] if rest else ())]
+        return "adjudicate", (exact_key, version, OUTCOMES.index(outcome), allowed, codes)
+    if step == "record_payment":
+        return "recordPayment", (exact_key, version, *args)
+    if step == "reverse_payment":
+        return "reversePayment", (exact_key, version, *args)
+    raise ValueError(f"{step!r} is not a payer step")
+
+
+def code_text(value: Any) -> str:
+    """A fixed-size code argument (bytes4 CARC code, bytes8 reason) as bytes or as the index keeps it
+    (``0x``-hex, NUL padded) -> its text; anything else as text."""
+    if isinstance(value, bytes):
+        raw = value
+    elif isinstance(value, str) and value[:2].lower() == "0x":
+        try:
+            raw = bytes.fromhex(value[2:])
+        except ValueError:
+            return value
+    else:
+        return str(value or "")
+    return raw.rstrip(b"\0").decode("ascii", "replace")
 
 
 def _send(w3: Web3, call: Any, sender: Any, what: str, abi: ContractAbi) -> Any:

@@ -24,6 +24,11 @@ corrected payment that follows it in the same 835 land in that order):
   (:meth:`ClaimLedgerService.reverse_payment`), back to accepted; any other status is refused.
 - anything else (e.g. 23, not our claim): refused as ``unsupported_status``.
 
+The CLPs are planned first and their steps then run together (up to 250 in one transaction,
+through the contract's multicall), so an 835 costs a few transactions, not three a claim. A
+transaction the contract refuses is run again step by step, so one bad CLP does not hold back
+the others.
+
 The remittance hash recorded with a payment or reversal is the SHA-256 of the 835 transaction
 set (ST to SE) that carried it. Posting the same 835 again changes nothing: a claim already in
 the state the CLP asks for is answered ``already_posted``.
@@ -31,15 +36,14 @@ the state the CLP asks for is answered ``already_posted``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.errors import ContractRevertError, FormatError, LedgerError, PermissionDeniedError
+from ledger.errors import FormatError, PermissionDeniedError
 from ledger.formats import SourceRef
 from ledger.formats.x835 import ClaimPayment, Remittance
-from ledger.service import ClaimLedgerService, Member
+from ledger.service import ClaimLedgerService, Member, PayerStep
 
 PAID_STATUSES = frozenset({"1", "2", "3", "19", "20", "21"})
 DENIED_STATUS = "4"
@@ -114,25 +118,77 @@ def carc_codes(payment: ClaimPayment) -> list[str]:
 
 
 def post_remittance(service: ClaimLedgerService, member: Member, remittance: Remittance) -> list[PostingOutcome]:
-    """Post every CLP of one 835 transaction set for payer ``member``; one outcome each, in order."""
+    """Post every CLP of one 835 transaction set for payer ``member``; one outcome each, in order.
+
+    Every CLP is planned first (matched, and its steps chosen from the claim's status as the steps
+    planned before it in this 835 leave it), then all the steps are run together through
+    :meth:`ClaimLedgerService.payer_steps`: a few transactions for the whole 835, not three a claim.
+    """
     if member.role != "payer":
         raise PermissionDeniedError(f"{member.name} is a {member.role}: only payers post remittances")
-    return [_post(service, member, remittance, payment) for payment in remittance.claims]
+    planned: dict[str, dict[str, Any]] = {}  # ref -> the record as the planned steps leave it
+    plans = [_plan(service, member, remittance, payment, planned) for payment in remittance.claims]
+    steps = [step for plan in plans if isinstance(plan, _Plan) for step in plan.steps]
+    answers = iter(service.payer_steps(member, steps) if steps else [])
+    return [
+        plan if isinstance(plan, PostingOutcome) else plan.outcome([next(answers) for _ in plan.steps])
+        for plan in plans
+    ]
+
+
+@dataclass
+class _Plan:
+    """The payer steps one CLP needs, and the status each leaves the claim in."""
+
+    payment: ClaimPayment
+    ref: str
+    status: str
+    steps: list[PayerStep] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)
+
+    def add(self, step: str, args: tuple[Any, ...], status: str) -> None:
+        key, _, version = self.ref.partition(":")
+        self.steps.append(PayerStep(bytes.fromhex(key[2:]), int(version), step, args))
+        self.after.append(status)
+
+    def outcome(self, answers: list[dict[str, Any]]) -> PostingOutcome:
+        done: list[str] = []
+        status = self.status
+        for step, after, answer in zip(self.steps, self.after, answers, strict=True):
+            if "error" in answer:
+                error = answer["error"]
+                message = f"{self.payment.source.describe()}: {error.get('message', error.get('code'))}"
+                return _answer(
+                    self.payment,
+                    "refused",
+                    ref=self.ref,
+                    steps=done,
+                    claim_status=status,
+                    error={**error, "message": message},
+                )
+            done.append(step.step)
+            status = after
+        return _answer(self.payment, "posted", ref=self.ref, steps=done, claim_status=status)
+
+
+def _answer(payment: ClaimPayment, status: str, **fields: Any) -> PostingOutcome:
+    fields["steps"] = tuple(fields.get("steps", ()))
+    return PostingOutcome(payment.source, payment.claim_id, payment.payer_claim_control, status, **fields)
 
 
 def _refused(payment: ClaimPayment, status: str, message: str, **details: Any) -> PostingOutcome:
-    return PostingOutcome(
-        payment.source,
-        payment.claim_id,
-        payment.payer_claim_control,
-        status,
-        ref=details.pop("ref", None),
-        claim_status=details.pop("claim_status", None),
-        error={"code": status, "message": message, "details": details},
-    )
+    ref, claim_status = details.pop("ref", None), details.pop("claim_status", None)
+    error = {"code": status, "message": message, "details": details}
+    return _answer(payment, status, ref=ref, claim_status=claim_status, error=error)
 
 
-def _post(service: ClaimLedgerService, member: Member, remittance: Remittance, payment: ClaimPayment) -> PostingOutcome:
+def _plan(
+    service: ClaimLedgerService,
+    member: Member,
+    remittance: Remittance,
+    payment: ClaimPayment,
+    planned: dict[str, dict[str, Any]],
+) -> _Plan | PostingOutcome:
     where = payment.source.describe()
     if payment.problems:
         problems = [p.to_dict() for p in payment.problems]
@@ -145,89 +201,64 @@ def _post(service: ClaimLedgerService, member: Member, remittance: Remittance, p
             f"{where}: CLP02 {code!r} for claim {payment.claim_id!r} is not a payment, a denial (4) or a reversal (22)",
             clp02=code,
         )
-    record = _match(service, member, remittance, payment)
-    if isinstance(record, PostingOutcome):
-        return record
-    key, version = bytes.fromhex(record["exact_key"][2:]), int(record["version"])
-    ref = f"{record['exact_key']}:{version}"
+    matched = _match(service, member, remittance, payment, planned)
+    if isinstance(matched, PostingOutcome):
+        return matched
+    ref = f"{matched['exact_key']}:{matched['version']}"
+    record = planned.get(ref, matched)
     status = record["status"]
-    steps: list[str] = []
-    try:
-        if code == REVERSAL_STATUS:
-            if status != "paid":
-                return _refused(
-                    payment,
-                    "refused",
-                    f"{where}: claim {payment.claim_id!r} ({ref}) is {status}, not paid: no payment to reverse",
-                    ref=ref,
-                    claim_status=status,
-                )
-            service.reverse_payment(member, key, version, remittance.digest)
-            steps.append("reverse_payment")
-            status = "accepted"
-        else:
-            denied = code == DENIED_STATUS
-            allowed = 0 if denied else payment.paid_cents + payment.patient_responsibility_cents
-            codes = carc_codes(payment)
-            if _already_posted(record, denied=denied, paid=payment.paid_cents):
-                return PostingOutcome(
-                    payment.source,
-                    payment.claim_id,
-                    payment.payer_claim_control,
-                    "already_posted",
-                    ref=ref,
-                    claim_status=status,
-                )
-            if denied and not codes:
-                return _refused(
-                    payment,
-                    "invalid",
-                    f"{where}: claim {payment.claim_id!r} is denied without any CAS adjustment reason; "
-                    "the ledger records a denial with its CARC codes",
-                    ref=ref,
-                    claim_status=status,
-                )
-            if status == "submitted":
-                service.acknowledge(member, key, version, True, ACCEPTED_REASON)
-                steps.append("acknowledge")
-                status = "accepted"
-            if status == "accepted":
-                outcome = _outcome(allowed, int(record["total_charge"]), codes)
-                service.adjudicate(member, key, version, outcome, allowed, codes if outcome != "approved" else [])
-                steps.append("adjudicate")
-                status = "adjudicated"
-            if status == "adjudicated" and not denied:
-                service.record_payment(member, key, version, payment.paid_cents, remittance.digest)
-                steps.append("record_payment")
-                status = "paid"
-            if not steps:
-                return _refused(
-                    payment,
-                    "refused",
-                    f"{where}: claim {payment.claim_id!r} ({ref}) is {status}: the 835 cannot move it",
-                    ref=ref,
-                    claim_status=status,
-                )
-    except ContractRevertError as exc:
-        return PostingOutcome(
-            payment.source,
-            payment.claim_id,
-            payment.payer_claim_control,
-            "refused",
+    plan = _Plan(payment, ref, status)
+    if code == REVERSAL_STATUS:
+        if status != "paid":
+            return _refused(
+                payment,
+                "refused",
+                f"{where}: claim {payment.claim_id!r} ({ref}) is {status}, not paid: no payment to reverse",
+                ref=ref,
+                claim_status=status,
+            )
+        plan.add("reverse_payment", (remittance.digest,), "accepted")
+        planned[ref] = {**record, "status": "accepted", "outcome": None, "paid_amount": None}
+        return plan
+    denied = code == DENIED_STATUS
+    allowed = 0 if denied else payment.paid_cents + payment.patient_responsibility_cents
+    codes = carc_codes(payment)
+    if _already_posted(record, denied=denied, paid=payment.paid_cents):
+        return _answer(payment, "already_posted", ref=ref, claim_status=status)
+    if denied and not codes:
+        return _refused(
+            payment,
+            "invalid",
+            f"{where}: claim {payment.claim_id!r} is denied without any CAS adjustment reason; "
+            "the ledger records a denial with its CARC codes",
             ref=ref,
-            steps=tuple(steps),
             claim_status=status,
-            error={**exc.to_dict(), "message": f"{where}: {exc.message}"},
         )
-    return PostingOutcome(
-        payment.source,
-        payment.claim_id,
-        payment.payer_claim_control,
-        "posted",
-        ref=ref,
-        steps=tuple(steps),
-        claim_status=status,
-    )
+    outcome = _outcome(allowed, int(record["total_charge"]), codes)
+    if status == "submitted":
+        plan.add("acknowledge", (True, ACCEPTED_REASON.encode("ascii")), "accepted")
+        status = "accepted"
+    if status == "accepted":
+        plan.add("adjudicate", (outcome, allowed, codes if outcome != "approved" else []), "adjudicated")
+        status = "adjudicated"
+    if status == "adjudicated" and not denied:
+        plan.add("record_payment", (payment.paid_cents, remittance.digest), "paid")
+        status = "paid"
+    if not plan.steps:
+        return _refused(
+            payment,
+            "refused",
+            f"{where}: claim {payment.claim_id!r} ({ref}) is {status}: the 835 cannot move it",
+            ref=ref,
+            claim_status=status,
+        )
+    planned[ref] = {
+        **record,
+        "status": status,
+        "outcome": outcome,
+        "paid_amount": None if denied else payment.paid_cents,
+    }
+    return plan
 
 
 def _outcome(allowed: int, charge: int, codes: Sequence[str]) -> str:
@@ -245,10 +276,15 @@ def _already_posted(record: dict[str, Any], *, denied: bool, paid: int) -> bool:
 
 
 def _match(
-    service: ClaimLedgerService, member: Member, remittance: Remittance, payment: ClaimPayment
+    service: ClaimLedgerService,
+    member: Member,
+    remittance: Remittance,
+    payment: ClaimPayment,
+    planned: dict[str, dict[str, Any]],
 ) -> dict[str, Any] | PostingOutcome:
     where = payment.source.describe()
-    candidates = [r for r in service.claims_by_claim_id(member, payment.claim_id) if r["payer_org"] == member.org]
+    found = service.claims_by_claim_id(member, payment.claim_id)
+    candidates = [planned.get(f"{r['exact_key']}:{r['version']}", r) for r in found if r["payer_org"] == member.org]
     live = [r for r in candidates if r["live"]]
     if len(live) > 1 and remittance.payee_npi:
         billed = [r for r in live if _billing_npi(service, r) == remittance.payee_npi]
@@ -273,9 +309,5 @@ def _match(
 
 
 def _billing_npi(service: ClaimLedgerService, record: dict[str, Any]) -> str | None:
-    try:
-        document = json.loads(service.vault.get(bytes.fromhex(record["document_hash"][2:])))
-    except LedgerError:
-        return None
-    npi = document.get("billing_npi") if isinstance(document, dict) else None
+    npi = (service.document_of(record) or {}).get("billing_npi")
     return npi if isinstance(npi, str) else None

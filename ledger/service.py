@@ -7,6 +7,8 @@ keeps each document encrypted off chain, and answers from the chain and its SQL 
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -18,13 +20,14 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import Engine, select
 
-from ledger.chain import ClaimLedgerContract, ClaimSubmission, org_id
+from ledger.chain import ClaimLedgerContract, ClaimSubmission, TransactionOutcome, org_id, payer_call
 from ledger.claim import Claim, Frequency, parse_claim
 from ledger.documents import DocumentVault
 from ledger.errors import (
     ChainUnavailableError,
     ClaimNotFoundError,
     ClaimValidationError,
+    ContractRevertError,
     FieldProblem,
     LedgerError,
     PermissionDeniedError,
@@ -48,6 +51,21 @@ class Member:
     role: str
     org: int
     account: LocalAccount
+
+
+@dataclass(frozen=True)
+class PayerStep:
+    """One payer step on one claim: ``step`` is acknowledge, adjudicate, record_payment or
+    reverse_payment, ``args`` what :func:`ledger.chain.payer_call` takes after the claim."""
+
+    exact_key: bytes
+    version: int
+    step: str
+    args: tuple[Any, ...]
+
+
+PAYER_STEPS_PER_TX = 250
+"""Payer steps per multicall transaction (about 35,000 gas each: 9M a transaction)."""
 
 
 @dataclass
@@ -273,14 +291,57 @@ class ClaimLedgerService:
     # -------------------------------------------------------------- payer
 
     def _payer_step(self, member: Member, exact_key: bytes, version: int, step: str, *args: Any) -> dict[str, Any]:
-        if member.role != "payer":
-            raise PermissionDeniedError(f"{member.name} is a {member.role}: only payers {step}")
+        self._ensure_payer(member, step)
         record = self.claim_for(member, exact_key, version)
         if record["payer_org"] != member.org:
             raise ClaimNotFoundError(f"no claim 0x{exact_key.hex()}:{version} addressed to {member.name}")
         with self._account_lock(member.account.address):
-            outcome = getattr(self.contract, step)(exact_key, version, *args, sender=member.account)
-        return {"tx_hash": "0x" + outcome.transaction_hash.hex(), "block_number": outcome.block_number}
+            outcome = self.contract.transact_call(payer_call(step, exact_key, version, *args), sender=member.account)
+        return _sent(outcome)
+
+    @staticmethod
+    def _ensure_payer(member: Member, step: str) -> None:
+        if member.role != "payer":
+            raise PermissionDeniedError(f"{member.name} is a {member.role}: only payers {step}")
+
+    def payer_steps(self, member: Member, steps: Sequence[PayerStep]) -> list[dict[str, Any]]:
+        """Run payer steps in order, in as few transactions as the contract allows: up to
+        PAYER_STEPS_PER_TX in one multicall (all or nothing). A multicall the contract refuses is run
+        again step by step, so that every step gets its own answer and the good ones still land.
+
+        One answer per step: ``{"tx_hash", "block_number"}``, or ``{"error": {...}}`` (a claim not
+        addressed to ``member``: claim_not_found; a step the contract refuses: contract_revert).
+        """
+        self._ensure_payer(member, "post payer steps")
+        self.indexer.run_once()
+        answers: list[dict[str, Any] | None] = [None] * len(steps)
+        runnable: list[int] = []
+        for i, s in enumerate(steps):
+            try:
+                if self.claim(s.exact_key, s.version)["payer_org"] != member.org:
+                    raise ClaimNotFoundError(f"no claim 0x{s.exact_key.hex()}:{s.version} addressed to {member.name}")
+            except ClaimNotFoundError as exc:
+                answers[i] = {"error": exc.to_dict()}
+                continue
+            runnable.append(i)
+        calls = {i: payer_call(steps[i].step, steps[i].exact_key, steps[i].version, *steps[i].args) for i in runnable}
+        with self._account_lock(member.account.address):
+            for start in range(0, len(runnable), PAYER_STEPS_PER_TX):
+                chunk = runnable[start : start + PAYER_STEPS_PER_TX]
+                try:
+                    sent = _sent(self.contract.multicall([calls[i] for i in chunk], sender=member.account))
+                    for i in chunk:
+                        answers[i] = sent
+                    continue
+                except ContractRevertError:
+                    pass  # one of them is refused: each alone
+                for i in chunk:
+                    try:
+                        answers[i] = _sent(self.contract.transact_call(calls[i], sender=member.account))
+                    except ContractRevertError as exc:
+                        answers[i] = {"error": exc.to_dict()}
+        assert all(a is not None for a in answers)  # every step: refused up front, or sent
+        return [a for a in answers if a is not None]
 
     def acknowledge(
         self, member: Member, exact_key: bytes, version: int, accepted: bool, reason: str = ""
@@ -320,7 +381,7 @@ class ClaimLedgerService:
         """The claim if ``member`` may see it (its provider, its payer, any auditor); else not found."""
         self.indexer.run_once()
         record = self.claim(exact_key, version)
-        if member.role == "auditor" or member.org in (record["provider_org"], record["payer_org"]):
+        if may_see(member, record):
             return record
         raise ClaimNotFoundError(f"no claim 0x{exact_key.hex()}:{version} that {member.name} may see")
 
@@ -357,7 +418,7 @@ class ClaimLedgerService:
                 .mappings()
                 .all()
             )
-        visible = [r for r in rows if member.role == "auditor" or member.org in (r["provider_org"], r["payer_org"])]
+        visible = [r for r in rows if may_see(member, dict(r))]
         return [
             {
                 **{k: ("0x" + v.hex() if isinstance(v, bytes) else v) for k, v in r.items()},
@@ -365,6 +426,16 @@ class ClaimLedgerService:
             }
             for r in visible
         ]
+
+    def document_of(self, record: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The claim document of a record, when this gateway stored it (None otherwise)."""
+        document_hash = record["document_hash"]
+        raw = bytes.fromhex(document_hash[2:]) if isinstance(document_hash, str) else bytes(document_hash)
+        try:
+            document = json.loads(self.vault.get(raw))
+        except LedgerError:
+            return None
+        return document if isinstance(document, dict) else None
 
     def history(self, exact_key: bytes, version: int) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -401,20 +472,26 @@ class ClaimLedgerService:
         return {"matches": False}
 
 
+def may_see(member: Member, record: Mapping[str, Any]) -> bool:
+    """A claim is seen by its provider, its payer and any auditor."""
+    return member.role == "auditor" or member.org in (record["provider_org"], record["payer_org"])
+
+
 LIVE_STATUSES = frozenset({"submitted", "accepted", "adjudicated", "paid"})
 """Statuses in which a claim holds its keys (the contract's live claims)."""
 
 
+_LEDGER_REF = re.compile(r"0x([0-9a-fA-F]{64}):([1-9][0-9]{0,9})")
+
+
 def parse_ledger_ref(ref: str) -> tuple[bytes, int] | None:
-    """``0x<64 hex>:<version>`` -> (exact key, version); anything else -> None."""
-    key, sep, version = ref.strip().partition(":")
-    if not sep or not version.isdigit():
-        return None
-    try:
-        exact_key = bytes.fromhex(key.removeprefix("0x").removeprefix("0X"))
-    except ValueError:
-        return None
-    return (exact_key, int(version)) if len(exact_key) == 32 else None
+    """``0x<64 hex exact key>:<version>`` -> (exact key, version); anything else -> None."""
+    match = _LEDGER_REF.fullmatch(ref.strip())
+    return None if match is None else (bytes.fromhex(match.group(1)), int(match.group(2)))
+
+
+def _sent(outcome: TransactionOutcome) -> dict[str, Any]:
+    return {"tx_hash": "0x" + outcome.transaction_hash.hex(), "block_number": outcome.block_number}
 
 
 def _claim_ref(data: Mapping[str, Any]) -> str | None:

@@ -11,7 +11,6 @@ the segment and position, and nothing of it is submitted.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Annotated, Any
 
@@ -34,7 +33,7 @@ from api.middleware import RequestContext
 from api.routes.claims import ERRORS, count_results, ensure_node, refs_touched, submit_documents
 from api.runtime import Runtime
 from api.schemas import ImportAnswer, ImportedClaimResult, RemittanceAnswer
-from ledger.errors import FormatError, LedgerError
+from ledger.errors import FormatError
 from ledger.formats import ImportedClaim
 from ledger.formats.fhir import claim_response, read_fhir_claim
 from ledger.formats.x835 import read_835
@@ -249,9 +248,5 @@ def fhir_claim_response(ref: str, member: ReaderMember, runtime: RuntimeDep, ctx
 
 def _claim_id(runtime: Runtime, record: dict[str, Any]) -> str | None:
     """The provider's claim id, when this gateway holds the claim's document."""
-    try:
-        document = json.loads(runtime.service.vault.get(bytes.fromhex(str(record["document_hash"])[2:])))
-    except LedgerError:
-        return None
-    claim_id = document.get("claim_id") if isinstance(document, dict) else None
+    claim_id = (runtime.service.document_of(record) or {}).get("claim_id")
     return claim_id if isinstance(claim_id, str) else None

@@ -169,6 +169,7 @@ from fhir.resources.R4B.practitionerrole import PractitionerRole
 from fhir.resources.R4B.reference import Reference
 from pydantic import ValidationError
 
+from ledger.chain import code_text
 from ledger.claim import Claim, Frequency, Responsibility, parse_claim
 from ledger.errors import FieldProblem, FormatError
 from ledger.formats import ImportedClaim, SourceRef
@@ -1258,9 +1259,9 @@ def _read_history(record: Mapping[str, Any], history: Sequence[Mapping[str, Any]
         values: Mapping[str, Any] = json.loads(args) if isinstance(args, str) else (args or {})
         name = row.get("name")
         if name == "ClaimAcknowledged":
-            found.ack_reason = _ascii(values.get("reasonCode"))
+            found.ack_reason = code_text(values.get("reasonCode"))
         elif name == "ClaimAdjudicated":
-            found.carc_codes = [code for code in (_ascii(c) for c in values.get("carcCodes") or []) if code]
+            found.carc_codes = [code for code in (code_text(c) for c in values.get("carcCodes") or []) if code]
         elif name == "ClaimPaid":
             found.remittance_hash = str(values.get("remittanceHash") or "") or None
         elif name == "ClaimPaymentReversed":  # accepted again: the earlier adjudication and payment no longer stand
@@ -1270,20 +1271,6 @@ def _read_history(record: Mapping[str, Any], history: Sequence[Mapping[str, Any]
             if replacement_key is not None and replacement_version is not None:
                 found.replacement = f"{str(replacement_key).lower()}:{replacement_version}"
     return found
-
-
-def _ascii(value: Any) -> str:
-    """A fixed-size bytes value as the indexer writes it (``0x``-hex, NUL padded) -> its text."""
-    if isinstance(value, bytes):
-        raw = value
-    elif isinstance(value, str) and value[:2].lower() == "0x":
-        try:
-            raw = bytes.fromhex(value[2:])
-        except ValueError:
-            return value
-    else:
-        return str(value or "")
-    return raw.rstrip(b"\0").decode("ascii", "replace")
 
 
 def _disposition(

@@ -9,13 +9,14 @@ the events a user (an indexer, an auditor) would see.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from ledger.chain import ClaimSubmission, TransactionOutcome, org_id
+from ledger.chain import ClaimSubmission, TransactionOutcome, org_id, payer_call
 from tests.integration.support import (
     ACCEPTED_REASON,
     AUDITOR_ROLE,
@@ -135,6 +136,8 @@ TABLE: dict[str, tuple[Any, ...]] = {
     "adjudicate":               (Y,               Y,         Y,         Y,            OK,         NOT_PAYER,  Y,      Y,            INACTIVE,      Y),
     "recordPayment":            (Y,               Y,         Y,         Y,            OK,         NOT_PAYER,  Y,      Y,            INACTIVE,      Y),
     "reversePayment":           (Y,               Y,         Y,         Y,            OK,         NOT_PAYER,  Y,      Y,            INACTIVE,      Y),
+    "multicall acknowledge":    (Y,               Y,         Y,         Y,            OK,         NOT_PAYER,  Y,      Y,            INACTIVE,      Y),
+    "multicall acknowledge+void": (Y,             Y,         Y,         Y,            P,          NOT_PAYER,  Y,      Y,            INACTIVE,      Y),
     "anchorAuditLog":           (UNKNOWN_ACCOUNT, OK,        OK,        OK,           OK,         OK,         OK,     INACTIVE,     INACTIVE,      UNKNOWN_ACCOUNT),
     "registerOrganisation":     (OK,              O,         O,         O,            O,          O,          O,      O,            O,             O),
     "setOrganisationActive":    (OK,              O,         O,         O,            O,          O,          O,      O,            O,             O),
@@ -224,6 +227,20 @@ def make_cell(function: str, c: Consortium, claims: RoleClaims) -> Cell:
             claim_key=key,
             watch_keys=[key],
             check=lambda org: _assert_status(c, key, Status.VOIDED),
+        )
+    if function == "multicall acknowledge":
+        alone = make_cell("acknowledge", c, claims)
+        call = payer_call("acknowledge", key, 1, True, ACCEPTED_REASON)
+        return dataclasses.replace(alone, call=lambda a: ledger.multicall([call], sender=a))
+    if function == "multicall acknowledge+void":
+        # Each inner call runs with the caller's own rights: a payer's void and a provider's
+        # acknowledgement are refused inside, and the whole multicall with them (all or nothing).
+        calls = [payer_call("acknowledge", key, 1, True, ACCEPTED_REASON), ("voidClaim", (key, 1))]
+        return Cell(
+            call=lambda a: ledger.multicall(calls, sender=a),
+            events=lambda a, org, out: [],
+            claim_key=key,
+            watch_keys=[key],
         )
     if function == "acknowledge":
         return Cell(

@@ -13,7 +13,7 @@ import pytest
 from ledger.documents import DocumentKey, DocumentVault
 from ledger.errors import ClaimNotFoundError, ContractRevertError, PermissionDeniedError
 from ledger.fingerprint import Keyring
-from ledger.service import ClaimLedgerService, Member
+from ledger.service import ClaimLedgerService, Member, PayerStep
 from tests.factories import make_claim_data, make_line_data
 from tests.integration.pipeline_fixtures import (
     PAYER_X_INDEX,
@@ -164,3 +164,48 @@ def test_an_unknown_payer_is_a_field_problem(world) -> None:
     assert outcome.status == "invalid"
     assert [p["rule"] for p in outcome.problems] == ["unknown_payer"]
     assert copy.deepcopy(outcome.problems[0])["field"] == "payer_id"
+
+
+def test_payer_steps_run_together_and_a_refused_one_does_not_hold_back_the_rest(world) -> None:
+    ledger, service, _, _ = world
+    provider, payer_x, payer_y = members(ledger)
+    a, b, c = service.submit(provider, [doc(claim_id=f"PS-{n}", member_id=f"M-PS-{n}") for n in range(3)])
+    (ka, va), (kb, vb), (kc, vc) = ref(a), ref(b), ref(c)
+    charge = make_claim_data()["total_charge_cents"]
+    remittance = os.urandom(32)
+
+    def life(key: bytes, version: int) -> list[PayerStep]:
+        return [
+            PayerStep(key, version, "acknowledge", (True, b"A2:20")),
+            PayerStep(key, version, "adjudicate", ("approved", charge, [])),
+            PayerStep(key, version, "record_payment", (charge, remittance)),
+        ]
+
+    head = ledger.contract.w3.eth.block_number
+    answers = service.payer_steps(payer_x, life(ka, va) + life(kb, vb))
+    assert all("error" not in x for x in answers)
+    assert ledger.contract.w3.eth.block_number == head + 1, "six steps, one transaction"
+    assert len({x["tx_hash"] for x in answers}) == 1
+    assert [service.claim_for(payer_x, k, v)["status"] for k, v in ((ka, va), (kb, vb))] == ["paid", "paid"]
+
+    # One step the contract refuses (allowed above the charge): the batch is run again step by step,
+    # the refused step and the one that needed it are answered with their errors, the rest land.
+    steps = [
+        PayerStep(kc, vc, "acknowledge", (True, b"A2:20")),
+        PayerStep(kc, vc, "adjudicate", ("approved", charge + 1, [])),
+        PayerStep(kc, vc, "record_payment", (charge, remittance)),
+        PayerStep(ka, va, "reverse_payment", (remittance,)),
+    ]
+    answers = service.payer_steps(payer_x, steps)
+    assert "error" not in answers[0] and "error" not in answers[3]
+    assert answers[1]["error"]["details"]["error"] == "ClaimLedgerAllowedExceedsCharge"
+    assert answers[2]["error"]["details"]["error"] == "ClaimLedgerInvalidTransition"
+    assert service.claim_for(payer_x, kc, vc)["status"] == "accepted"
+    assert service.claim_for(payer_x, ka, va)["status"] == "accepted"
+
+    # A claim not addressed to the caller is refused before anything is sent.
+    [answer] = service.payer_steps(payer_y, [PayerStep(kb, vb, "reverse_payment", (remittance,))])
+    assert answer["error"]["code"] == "claim_not_found"
+    assert service.claim_for(payer_x, kb, vb)["status"] == "paid"
+    with pytest.raises(PermissionDeniedError):
+        service.payer_steps(provider, [PayerStep(kb, vb, "reverse_payment", (remittance,))])
