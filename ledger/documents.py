@@ -16,6 +16,7 @@ import hmac
 import os
 import stat
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from sqlalchemy import Engine, insert, select
 from ledger.errors import ClaimNotFoundError, KeyringError, StoreError
 from ledger.store import GroupCommit, claim_references, documents, writing
 
+IN_CHUNK = 500  # values per SQL IN (...): well under SQLite's limit of bound parameters
 KEY_BYTES = 32
 NONCE_BYTES = 12
 
@@ -100,16 +102,23 @@ class DocumentVault:
 
     def find_claim_id(self, claim_id: str) -> list[bytes]:
         """The document hashes stored under a provider's claim id, oldest first."""
-        tag = self.claim_tag(claim_id)
+        return self.find_claim_ids([claim_id])[claim_id]
+
+    def find_claim_ids(self, claim_ids: Sequence[str]) -> dict[str, list[bytes]]:
+        """:meth:`find_claim_id` for many claim ids in one query."""
+        tags = {self.claim_tag(c): c for c in claim_ids}
+        found: dict[str, list[bytes]] = {c: [] for c in claim_ids}
         with self.engine.connect() as conn:
-            return list(
-                conn.execute(
-                    select(claim_references.c.document_hash)
+            for start in range(0, len(tags), IN_CHUNK):
+                chunk = list(tags)[start : start + IN_CHUNK]
+                for tag, document_hash in conn.execute(
+                    select(claim_references.c.tag, claim_references.c.document_hash)
                     .join(documents, documents.c.document_hash == claim_references.c.document_hash)
-                    .where(claim_references.c.tag == tag)
+                    .where(claim_references.c.tag.in_(chunk))
                     .order_by(documents.c.created_at, documents.c.document_hash)
-                ).scalars()
-            )
+                ):
+                    found[tags[tag]].append(document_hash)
+        return found
 
     def _write_group(self, rows: list[dict[str, object]]) -> None:
         tags = [{"tag": r["tag"], "document_hash": r["document_hash"]} for r in rows if "tag" in r]

@@ -127,7 +127,10 @@ def post_remittance(service: ClaimLedgerService, member: Member, remittance: Rem
     if member.role != "payer":
         raise PermissionDeniedError(f"{member.name} is a {member.role}: only payers post remittances")
     planned: dict[str, dict[str, Any]] = {}  # ref -> the record as the planned steps leave it
-    plans = [_plan(service, member, remittance, payment, planned) for payment in remittance.claims]
+    found = service.claims_by_claim_ids(member, [p.claim_id for p in remittance.claims])
+    plans = [
+        _plan(service, member, remittance, payment, found[payment.claim_id], planned) for payment in remittance.claims
+    ]
     steps = [step for plan in plans if isinstance(plan, _Plan) for step in plan.steps]
     answers = iter(service.payer_steps(member, steps) if steps else [])
     return [
@@ -187,6 +190,7 @@ def _plan(
     member: Member,
     remittance: Remittance,
     payment: ClaimPayment,
+    found: list[dict[str, Any]],
     planned: dict[str, dict[str, Any]],
 ) -> _Plan | PostingOutcome:
     where = payment.source.describe()
@@ -201,7 +205,7 @@ def _plan(
             f"{where}: CLP02 {code!r} for claim {payment.claim_id!r} is not a payment, a denial (4) or a reversal (22)",
             clp02=code,
         )
-    matched = _match(service, member, remittance, payment, planned)
+    matched = _match(service, member, remittance, payment, found, planned)
     if isinstance(matched, PostingOutcome):
         return matched
     ref = f"{matched['exact_key']}:{matched['version']}"
@@ -280,10 +284,10 @@ def _match(
     member: Member,
     remittance: Remittance,
     payment: ClaimPayment,
+    found: list[dict[str, Any]],
     planned: dict[str, dict[str, Any]],
 ) -> dict[str, Any] | PostingOutcome:
     where = payment.source.describe()
-    found = service.claims_by_claim_id(member, payment.claim_id)
     candidates = [planned.get(f"{r['exact_key']}:{r['version']}", r) for r in found if r["payer_org"] == member.org]
     live = [r for r in candidates if r["live"]]
     if len(live) > 1 and remittance.payee_npi:

@@ -22,7 +22,7 @@ from sqlalchemy import Engine, select
 
 from ledger.chain import ClaimLedgerContract, ClaimSubmission, TransactionOutcome, org_id, payer_call
 from ledger.claim import Claim, Frequency, parse_claim
-from ledger.documents import DocumentVault
+from ledger.documents import IN_CHUNK, DocumentVault
 from ledger.errors import (
     ChainUnavailableError,
     ClaimNotFoundError,
@@ -316,9 +316,13 @@ class ClaimLedgerService:
         self.indexer.run_once()
         answers: list[dict[str, Any] | None] = [None] * len(steps)
         runnable: list[int] = []
+        payers: dict[tuple[bytes, int], int] = {}  # each claim's payer, read once however many steps it has
         for i, s in enumerate(steps):
             try:
-                if self.claim(s.exact_key, s.version)["payer_org"] != member.org:
+                claim = (s.exact_key, s.version)
+                if claim not in payers:
+                    payers[claim] = self.claim(*claim)["payer_org"]
+                if payers[claim] != member.org:
                     raise ClaimNotFoundError(f"no claim 0x{s.exact_key.hex()}:{s.version} addressed to {member.name}")
             except ClaimNotFoundError as exc:
                 answers[i] = {"error": exc.to_dict()}
@@ -404,28 +408,36 @@ class ClaimLedgerService:
         """The claims recorded under a provider's claim id (CLM01) that ``member`` may see, oldest first;
         each record has ``live`` (it still holds its keys: submitted, accepted, adjudicated or paid).
         Only claims whose documents this gateway stored can be found this way."""
-        hashes = self.vault.find_claim_id(claim_id)
-        if not hashes:
-            return []
-        self.indexer.run_once()
-        with self.engine.connect() as conn:
-            rows = (
-                conn.execute(
-                    select(indexed_claims)
-                    .where(indexed_claims.c.document_hash.in_(hashes))
-                    .order_by(indexed_claims.c.submitted_block, indexed_claims.c.exact_key)
-                )
-                .mappings()
-                .all()
-            )
-        visible = [r for r in rows if may_see(member, dict(r))]
-        return [
-            {
-                **{k: ("0x" + v.hex() if isinstance(v, bytes) else v) for k, v in r.items()},
-                "live": r["status"] in LIVE_STATUSES,
-            }
-            for r in visible
-        ]
+        return self.claims_by_claim_ids(member, [claim_id])[claim_id]
+
+    def claims_by_claim_ids(self, member: Member, claim_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """:meth:`claims_by_claim_id` for many claim ids: one index run, two queries."""
+        hashes = self.vault.find_claim_ids(claim_ids)
+        wanted = {h for found in hashes.values() for h in found}
+        records: dict[bytes, list[dict[str, Any]]] = {}
+        if wanted:
+            self.indexer.run_once()
+            ordered = sorted(wanted)
+            with self.engine.connect() as conn:
+                rows = [
+                    row
+                    for start in range(0, len(ordered), IN_CHUNK)
+                    for row in conn.execute(
+                        select(indexed_claims).where(
+                            indexed_claims.c.document_hash.in_(ordered[start : start + IN_CHUNK])
+                        )
+                    ).mappings()
+                ]
+            for r in rows:
+                record = {k: ("0x" + v.hex() if isinstance(v, bytes) else v) for k, v in r.items()}
+                if may_see(member, record):
+                    record["live"] = r["status"] in LIVE_STATUSES
+                    records.setdefault(r["document_hash"], []).append(record)
+        found: dict[str, list[dict[str, Any]]] = {}
+        for claim_id, document_hashes in hashes.items():
+            matched = [record for h in document_hashes for record in records.get(h, [])]
+            found[claim_id] = sorted(matched, key=lambda r: (r["submitted_block"], r["exact_key"]))
+        return found
 
     def document_of(self, record: Mapping[str, Any]) -> dict[str, Any] | None:
         """The claim document of a record, when this gateway stored it (None otherwise)."""

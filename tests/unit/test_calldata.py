@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.calldata import SUBMIT_SELECTOR, decode_submission_logs, encode_submit_claims
-from ledger.chain import ClaimSubmission, ContractAbi, pack_terms
+from ledger.chain import ClaimSubmission, ContractAbi, pack_terms, payer_call
 from ledger.compiler import load_artifact
 from ledger.errors import LedgerError
 
@@ -86,3 +86,28 @@ def test_event_slicing_equals_generic_decoder() -> None:
         "earlierVersion": 1,
     }
     assert abi_decode(["uint32"], data[:32]) == (3,)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        ("acknowledge", (True, b"A2:20")),
+        ("acknowledge", (False, b"A3:21")),
+        ("adjudicate", ("partly_approved", 9_000, ["CO45", "PR2"])),
+        ("adjudicate", ("approved", 12_500, [])),
+        ("record_payment", (8_000, b"\x04" * 32)),
+        ("reverse_payment", (b"\x05" * 32,)),
+    ],
+)
+def test_payer_calls_encode_as_web3_encodes_them(call: tuple[str, tuple[object, ...]]) -> None:
+    from web3 import Web3
+
+    artifact = load_artifact()
+    function, args = payer_call(call[0], os.urandom(32), 7, *call[1])
+    expected = Web3().eth.contract(abi=artifact["abi"]).encode_abi(function, args=list(args))
+    assert ContractAbi(artifact["abi"]).encode_call(function, args) == bytes.fromhex(expected[2:])
+
+
+def test_an_unknown_function_is_not_encoded() -> None:
+    with pytest.raises(LedgerError, match="no single function named 'payEveryone'"):
+        ContractAbi(load_artifact()["abi"]).encode_call("payEveryone", ())
