@@ -12,6 +12,7 @@ the segment and position, and nothing of it is submitted.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import orjson
@@ -67,16 +68,42 @@ def _x12_body(description: str) -> dict[str, Any]:
     }
 
 
+async def _import_claims(
+    request: Request,
+    read: Callable[[bytes], tuple[str, list[ImportedClaim], list[FormatError]]],
+    runtime: Runtime,
+    gateway: Gateway,
+    ctx: RequestContext,
+    member: Member,
+    response: Response,
+    file: str | None,
+) -> ImportAnswer:
+    """Read the body with ``read`` (off the event loop) and answer it as :func:`_answer_claims` does."""
+    data = await request.body()
+
+    def work() -> ImportAnswer:
+        ensure_node(runtime)
+        kind, items, rejected = read(data)
+        return _answer_claims(
+            runtime, gateway, ctx, member, response, kind=kind, file=file, items=items, rejected=rejected
+        )
+
+    return await run_in_threadpool(work)
+
+
 def _answer_claims(
     runtime: Runtime,
     gateway: Gateway,
     ctx: RequestContext,
     member: Member,
-    read: tuple[str, str | None, list[ImportedClaim], list[FormatError]],
     response: Response,
+    *,
+    kind: str,
+    file: str | None,
+    items: list[ImportedClaim],
+    rejected: list[FormatError],
 ) -> ImportAnswer:
     """Submit the readable items (in batches the JSON path takes) and answer every item in file order."""
-    kind, file, items, rejected = read
     results: list[ImportedClaimResult | None] = [None] * len(items)
     readable = [i for i, item in enumerate(items) if item.data is not None]
     limit = runtime.settings.max_batch_claims
@@ -135,16 +162,11 @@ async def import_837(
     response: Response,
     file: FileQuery = None,
 ) -> ImportAnswer:
-    data = await request.body()
-
-    def work() -> ImportAnswer:
-        ensure_node(runtime)
+    def read(data: bytes) -> tuple[str, list[ImportedClaim], list[FormatError]]:
         parsed = read_837(data, file=file)
-        return _answer_claims(
-            runtime, gateway, ctx, member, (parsed.kind, file, parsed.claims, parsed.rejected), response
-        )
+        return parsed.kind, parsed.claims, parsed.rejected
 
-    return await run_in_threadpool(work)
+    return await _import_claims(request, read, runtime, gateway, ctx, member, response, file)
 
 
 @router.post(
@@ -173,14 +195,10 @@ async def import_fhir(
     response: Response,
     file: FileQuery = None,
 ) -> ImportAnswer:
-    data = await request.body()
+    def read(data: bytes) -> tuple[str, list[ImportedClaim], list[FormatError]]:
+        return "FHIR", read_fhir_claim(data, file=file), []
 
-    def work() -> ImportAnswer:
-        ensure_node(runtime)
-        items = read_fhir_claim(data, file=file)
-        return _answer_claims(runtime, gateway, ctx, member, ("FHIR", file, items, []), response)
-
-    return await run_in_threadpool(work)
+    return await _import_claims(request, read, runtime, gateway, ctx, member, response, file)
 
 
 @router.post(

@@ -110,6 +110,7 @@ PASSED_OVER_QUALIFIERS: Mapping[str, frozenset[str]] = {
 _UNIT_BASES: Mapping[str, frozenset[str]] = {"837P": frozenset({"UN"}), "837I": frozenset({"UN", "DA"})}
 _MEMBER_QUALIFIERS = frozenset({"MI", "II"})
 _PAYER_QUALIFIERS = frozenset({"PI", "XV"})
+_NPI_QUALIFIERS = frozenset({"XX"})
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,22 @@ class _Context:
 
     def add(self, segment: Segment, element: int, value: Any, rule: str, message: str, component: int = 0) -> None:
         self.problems.append(FieldProblem(_bare_ref(segment, element, component), value, rule, message))
+
+
+def _identifier(
+    context: _Context, segment: Segment, qualifiers: frozenset[str], who: str, expected: str, missing: str
+) -> str | None:
+    """NM109 when NM108 is one of ``qualifiers`` and NM109 is there; else a problem on ``context``
+    (``who`` is identified by ..., not ``expected``; ``missing`` (NM109) is missing)."""
+    qualifier, identifier = segment.element(8), segment.element(9).strip()
+    if qualifier not in qualifiers:
+        message = f"{who} is identified by {qualifier or 'nothing'!r} (NM108), not {expected}"
+        context.add(segment, 8, qualifier, "unknown_qualifier", message)
+        return None
+    if not identifier:
+        context.add(segment, 9, None, "required", f"{missing} (NM109) is missing")
+        return None
+    return identifier
 
 
 class _Billing(_Context):
@@ -335,55 +352,33 @@ class _ClaimSet:
             elif entity == "82":  # 837I 2310D rendering provider: used when there is no attending
                 claim.rendering_fallback = self._provider_npi(claim, segment, "rendering provider")
             return
-        qualifier, identifier = segment.element(8), segment.element(9).strip()
         if entity == "85" and self.billing is not None:
             billing = self.billing
             billing.seen = True
             self.loop = "2010AA"
-            if qualifier != "XX":
-                billing.add(
-                    segment,
-                    8,
-                    qualifier,
-                    "unknown_qualifier",
-                    f"the billing provider is identified by {qualifier or 'nothing'!r} (NM108), not by an NPI (XX)",
-                )
-            elif not identifier:
-                billing.add(segment, 9, None, "required", "the billing provider's NPI (NM109) is missing")
-            else:
-                billing.npi = identifier
+            npi = _identifier(
+                billing, segment, _NPI_QUALIFIERS, "the billing provider", "an NPI (XX)", "the billing provider's NPI"
+            )
+            if npi is not None:
+                billing.npi = npi
         elif entity == "IL" and self.subscriber is not None:
             self.loop = "2010BA"
             subscriber = self.subscriber
             subscriber.seen.add("member_id")
-            if qualifier not in _MEMBER_QUALIFIERS:
-                subscriber.add(
-                    segment,
-                    8,
-                    qualifier,
-                    "unknown_qualifier",
-                    f"the subscriber is identified by {qualifier or 'nothing'!r} (NM108), not a member id (MI)",
-                )
-            elif not identifier:
-                subscriber.add(segment, 9, None, "required", "the subscriber's member id (NM109) is missing")
-            else:
-                subscriber.member_id = identifier
+            member = _identifier(
+                subscriber, segment, _MEMBER_QUALIFIERS, "the subscriber", "a member id (MI)", "member id"
+            )
+            if member is not None:
+                subscriber.member_id = member
         elif entity == "PR" and self.subscriber is not None:
             self.loop = "2010BB"
             subscriber = self.subscriber
             subscriber.seen.add("payer_id")
-            if qualifier not in _PAYER_QUALIFIERS:
-                subscriber.add(
-                    segment,
-                    8,
-                    qualifier,
-                    "unknown_qualifier",
-                    f"the payer is identified by {qualifier or 'nothing'!r} (NM108), not a payer id (PI or XV)",
-                )
-            elif not identifier:
-                subscriber.add(segment, 9, None, "required", "the payer id (NM109) is missing")
-            else:
-                subscriber.payer_id = identifier
+            payer = _identifier(
+                subscriber, segment, _PAYER_QUALIFIERS, "the payer", "a payer id (PI or XV)", "the payer id"
+            )
+            if payer is not None:
+                subscriber.payer_id = payer
         elif entity == "QC" and self.patient is not None:
             self.loop = "2010CA"
         else:
