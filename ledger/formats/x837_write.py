@@ -330,15 +330,7 @@ def write_837p(
     if version not in PROFESSIONAL_VERSIONS:
         raise ValueError(f"{version!r} is not an 837P version: {sorted(PROFESSIONAL_VERSIONS)}")
     body = claim_segments(claims, kind="837P", sender=sender, receiver=receiver, dependents=dependents, created=created)
-    return write_interchange(
-        [[body]],
-        transaction_code="837",
-        version=version,
-        sender=sender,
-        receiver=receiver,
-        control_number=control_number,
-        created=created,
-    )
+    return _one_set_837(body, version, sender, receiver, control_number, created)
 
 
 def write_837i(
@@ -364,6 +356,12 @@ def write_837i(
         created=created,
         revenue_code=revenue_code,
     )
+    return _one_set_837(body, version, sender, receiver, control_number, created)
+
+
+def _one_set_837(
+    body: Sequence[str], version: str, sender: str, receiver: str, control_number: int, created: datetime | None
+) -> bytes:
     return write_interchange(
         [[body]],
         transaction_code="837",
