@@ -7,7 +7,7 @@ The OpenAPI schema documents them with the ledger's ``Claim`` model (see ``api.m
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -186,7 +186,7 @@ class PostingResult(BaseModel):
     claim_id: str = Field(description="CLP01, the provider's claim id.")
     payer_claim_control: str | None = Field(default=None, description="CLP07.")
     status: str = Field(
-        description="posted, already_posted, not_found, ambiguous, invalid, unsupported_status, refused"
+        description="posted, already_posted, not_found, ambiguous, invalid, unsupported_status, payer_mismatch, refused"
     )
     ref: str | None = None
     steps: list[str] = Field(default_factory=list, description="The payer steps taken, in order.")
@@ -194,8 +194,22 @@ class PostingResult(BaseModel):
     error: ErrorDetail | None = None
 
 
+class RemittanceOut(BaseModel):
+    """One 835 transaction set: who paid, under which trace, how much, and the hash kept on chain."""
+
+    source: SourceOut
+    payer_id: str = Field(description="N1*PR: the payer the 835 is from.")
+    payee_npi: str | None = Field(default=None, description="N1*PE (XX).")
+    trace_number: str = Field(description="TRN02: the check or EFT trace number.")
+    payment_cents: int = Field(description="BPR02: the total paid.")
+    payment_date: date | None = Field(default=None, description="BPR16.")
+    remittance_hash: str = Field(description="SHA-256 of the transaction set (ST..SE), recorded with each payment.")
+    claims: int = Field(description="How many CLPs it carries.")
+
+
 class RemittanceAnswer(BaseModel):
     file: str | None = None
+    remittances: list[RemittanceOut] = Field(default_factory=list, description="The 835's transaction sets.")
     results: list[PostingResult] = Field(description="One per CLP of the file, in file order.")
     rejected: list[ErrorDetail] = Field(default_factory=list)
     summary: dict[str, Any]

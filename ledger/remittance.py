@@ -24,6 +24,9 @@ corrected payment that follows it in the same 835 land in that order):
   (:meth:`ClaimLedgerService.reverse_payment`), back to accepted; any other status is refused.
 - anything else (e.g. 23, not our claim): refused as ``unsupported_status``.
 
+An 835 whose payer (N1*PR) is not the organisation posting it is refused CLP by CLP
+(``payer_mismatch``): a payer posts its own remittances only.
+
 The CLPs are planned first and their steps then run together (up to 250 in one transaction,
 through the contract's multicall), so an 835 costs a few transactions, not three a claim. A
 transaction the contract refuses is run again step by step, so one bad CLP does not hold back
@@ -59,7 +62,9 @@ class PostingOutcome:
     source: SourceRef
     claim_id: str
     payer_claim_control: str | None
-    status: str  # posted | already_posted | not_found | ambiguous | invalid | unsupported_status | refused
+    status: (
+        str  # posted | already_posted | not_found | ambiguous | invalid | unsupported_status | payer_mismatch | refused
+    )
     ref: str | None = None
     steps: tuple[str, ...] = ()
     claim_status: str | None = None
@@ -126,6 +131,13 @@ def post_remittance(service: ClaimLedgerService, member: Member, remittance: Rem
     """
     if member.role != "payer":
         raise PermissionDeniedError(f"{member.name} is a {member.role}: only payers post remittances")
+    if remittance.payer_id.strip().upper() != member.name.upper():
+        where = remittance.source.describe()
+        message = (
+            f"{where}: this 835 is from payer {remittance.payer_id!r} (N1*PR), not {member.name}: "
+            "a payer posts its own remittances only"
+        )
+        return [_refused(p, "payer_mismatch", message, payer_id=remittance.payer_id) for p in remittance.claims]
     planned: dict[str, dict[str, Any]] = {}  # ref -> the record as the planned steps leave it
     found = service.claims_by_claim_ids(member, [p.claim_id for p in remittance.claims])
     plans = [

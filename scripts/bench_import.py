@@ -1,6 +1,6 @@
 """Import rate of a 10,000-claim X12 837P, parse alone and end to end through the gateway (prints a table).
 
-Run: .venv/bin/python scripts/bench_import.py [--claims 10000] [--remittances 300]
+Run: .venv/bin/python scripts/bench_import.py [--claims 10000] [--remittances 1000]
 
 Bounded, loopback only. Writes the 837P in memory (the claims of scripts/bench_x12.py), times
 ``read_837`` on it, then starts ``claimledger serve`` in a fresh data folder (embedded node,
@@ -36,7 +36,7 @@ from ledger.node import free_port  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--claims", type=int, default=10_000)
-    parser.add_argument("--remittances", type=int, default=300)
+    parser.add_argument("--remittances", type=int, default=1000)
     args = parser.parse_args()
     claims = [claim(n) for n in range(args.claims)]
     data = write_837p(claims, sender="BENCHPROV", receiver="PAYERACME")

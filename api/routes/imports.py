@@ -235,6 +235,19 @@ async def import_835(
         return RemittanceAnswer.model_validate(
             {
                 "file": file,
+                "remittances": [
+                    {
+                        "source": r.source.to_dict(),
+                        "payer_id": r.payer_id,
+                        "payee_npi": r.payee_npi,
+                        "trace_number": r.trace_number,
+                        "payment_cents": r.payment_cents,
+                        "payment_date": r.payment_date,
+                        "remittance_hash": "0x" + r.digest.hex(),
+                        "claims": len(r.claims),
+                    }
+                    for r in parsed.remittances
+                ],
                 "results": [r.to_dict() for r in results],
                 "rejected": [e.to_dict() for e in parsed.rejected],
                 "summary": summary.to_dict(),

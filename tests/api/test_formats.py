@@ -122,8 +122,16 @@ def test_an_835_posts_payments_denials_and_a_reversal(clients: dict[str | None, 
         payer_id="PAYER-ACME",
         trace_number="EFT-835-0001",
     )
+    # Another payer cannot post PAYER-ACME's 835.
+    foreign = _import(clients["PAYER-BETA"], "/v1/imports/835", remittance, X12)
+    assert foreign.status_code == 207
+    assert {r["status"] for r in foreign.json()["results"]} == {"payer_mismatch"}
+
     response = _import(payer, "/v1/imports/835", remittance, X12, file="era.835")
     assert response.status_code == 200, response.text
+    [era] = response.json()["remittances"]
+    assert (era["payer_id"], era["trace_number"], era["claims"]) == ("PAYER-ACME", "EFT-835-0001", 3)
+    assert era["payment_cents"] == charge + 8000
     results = {r["claim_id"]: r for r in response.json()["results"]}
     assert results[paid["claim_id"]]["steps"] == ["acknowledge", "adjudicate", "record_payment"]
     assert results[denied["claim_id"]]["steps"] == ["acknowledge", "adjudicate"]
