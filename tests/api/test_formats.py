@@ -346,3 +346,20 @@ def test_the_import_command_sums_up_a_folder(gateway: LiveGateway, tmp_path: Pat
     assert "4 recorded (0 suspect), 1 exact duplicates, 0 invalid" in run.stdout, run.stdout
     assert "files         4 (1 refused whole)" in run.stdout
     assert "d.txt" in run.stderr and "neither an X12 interchange" in run.stderr
+
+
+def test_files_may_be_larger_than_a_json_body(gateway: LiveGateway, clients: dict[str | None, httpx.Client]) -> None:
+    """The import endpoints take up to max_import_bytes, the JSON endpoints max_body_bytes."""
+    limit = gateway.settings.max_body_bytes
+    claims = []
+    body = b""
+    while len(body) <= limit:
+        claims += [fresh_claim() for _ in range(100)]
+        body = _837(claims)
+    response = _import(clients["PROV-A"], "/v1/imports/837", body, X12)
+    assert response.status_code == 200, response.text[:300]
+    assert response.json()["summary"]["recorded"] == len(claims)
+    padded = b'{"claims": [' + b" " * limit + b"]}"
+    too_large = clients["PROV-A"].post("/v1/claims/batch", content=padded, headers={"Content-Type": "application/json"})
+    assert too_large.status_code == 413
+    assert error_of(too_large)["code"] == "body_too_large"
