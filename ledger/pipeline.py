@@ -262,6 +262,8 @@ class SubmissionPipeline(ClaimBatcher):
         self.max_in_flight = max_in_flight
         self._after_send = after_send  # a test hook: called with each tx hash right after sending
         self._abi = ContractAbi(load_artifact()["abi"])
+        # Signed and stored, waiting for the sender (in nonce order), then sent and waiting for receipts.
+        self._to_send: deque[_InFlight] = deque()
         self._in_flight: deque[_InFlight] = deque()
         self._in_flight_lock = threading.Condition()
         self._stopping = threading.Event()
@@ -279,7 +281,11 @@ class SubmissionPipeline(ClaimBatcher):
         self._stopping.clear()
         with self._intake:
             self._closing = False
-        for target, name in ((self._batch_loop, "batcher"), (self._receipt_loop, "receipts")):
+        for target, name in (
+            (self._batch_loop, "batcher"),
+            (self._send_loop, "sender"),
+            (self._receipt_loop, "receipts"),
+        ):
             t = threading.Thread(target=target, name=f"pipeline-{name}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -292,7 +298,7 @@ class SubmissionPipeline(ClaimBatcher):
         for t in self._threads[:1]:
             t.join(max(0.0, deadline - time.monotonic()))
         with self._in_flight_lock:
-            while self._in_flight and time.monotonic() < deadline:
+            while (self._to_send or self._in_flight) and time.monotonic() < deadline:
                 self._in_flight_lock.wait(0.05)
         self._stopping.set()
         with self._in_flight_lock:
@@ -305,7 +311,7 @@ class SubmissionPipeline(ClaimBatcher):
 
     def _before_dispatch(self) -> None:
         with self._in_flight_lock:
-            while len(self._in_flight) >= self.max_in_flight and not self._stopping.is_set():
+            while len(self._to_send) + len(self._in_flight) >= self.max_in_flight and not self._stopping.is_set():
                 self._in_flight_lock.wait(0.05)
 
     def _dispatch(self, batch: list[_Pending]) -> None:
@@ -381,13 +387,38 @@ class SubmissionPipeline(ClaimBatcher):
         for p, sid in zip(batch, ids, strict=True):
             p.submission_id = sid
         self._nonce = nonce + 1
-        flight = _InFlight(outbox_id, nonce, tx_hash, raw, data, batch, ids)
-        self._send(flight.raw, tx_hash)
-        if self._after_send is not None:
-            self._after_send(tx_hash)  # before the receipt loop can see it: a crash here is "sent, not settled"
         with self._in_flight_lock:
-            self._in_flight.append(flight)
+            self._to_send.append(_InFlight(outbox_id, nonce, tx_hash, raw, data, batch, ids))
             self._in_flight_lock.notify_all()
+
+    def _send_loop(self) -> None:
+        """Send stored transactions in nonce order. Apart from the batcher, so that the next batches are
+        signed and stored while a send waits on the node (anvil answers no call while it mines a block)."""
+        while True:
+            with self._in_flight_lock:
+                while not self._to_send:
+                    if self._stopping.is_set():
+                        return
+                    self._in_flight_lock.wait(0.05)
+                flight = self._to_send[0]
+            try:
+                self._send(flight.raw, flight.tx_hash)
+            except Exception as exc:
+                log.exception("sending %s failed; it stays in the outbox", flight.tx_hash)
+                error = exc if isinstance(exc, LedgerError) else LedgerError(f"sending failed: {exc}")
+                for p in flight.items:
+                    if not p.future.done():
+                        p.future.set_exception(error)
+                with self._in_flight_lock:
+                    self._to_send.popleft()
+                    self._in_flight_lock.notify_all()
+                continue
+            if self._after_send is not None:
+                self._after_send(flight.tx_hash)  # before the receipt loop sees it: a crash here is "sent, not settled"
+            with self._in_flight_lock:
+                self._to_send.popleft()
+                self._in_flight.append(flight)
+                self._in_flight_lock.notify_all()
 
     def _send(self, raw: bytes, tx_hash: str) -> None:
         try:

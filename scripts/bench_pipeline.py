@@ -24,10 +24,13 @@ import os
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -134,20 +137,40 @@ def bench(**node_config: Any) -> Iterator[Bench]:
             node.kill()
 
 
-def fill(b: Bench, count: int, **kwargs: Any) -> float:
+def random_claims(b: Bench, n: int) -> list[ClaimSubmission]:
+    return [
+        ClaimSubmission(os.urandom(32), os.urandom(32), (os.urandom(32),), KEY.key_id, b.payer, 100) for _ in range(n)
+    ]
+
+
+def stream(b: Bench, total: int, *, chunk: int = 10_000, ahead: int = 8, **kwargs: Any) -> list[tuple[int, float]]:
+    """Send ``total`` one-line claims as a steady stream (at most ``ahead`` chunks waiting for results,
+    so blocks never wait for the benchmark); returns (claims done, seconds) as each chunk completes."""
     pipe = b.pipeline(**kwargs)
-    t = time.perf_counter()
-    done = 0
-    while done < count:
-        chunk = [
-            ClaimSubmission(os.urandom(32), os.urandom(32), (os.urandom(32),), KEY.key_id, b.payer, 100)
-            for _ in range(min(50_000, count - done))
-        ]
-        for f in pipe.submit_many(chunk):
-            f.result(timeout=3600)
-        done += len(chunk)
+    waiting: deque[list[Future[Any]]] = deque()
+    marks: list[tuple[int, float]] = [(0, 0.0)]
+    sent = done = 0
+    t0 = time.perf_counter()
+    while done < total:
+        while sent < total and len(waiting) < ahead:
+            n = min(chunk, total - sent)
+            waiting.append(pipe.submit_many(random_claims(b, n)))
+            sent += n
+        futures = waiting.popleft()
+        for f in futures:
+            if f.result(timeout=3600).status != "recorded":
+                raise SystemExit("benchmark claim not recorded")
+        done += len(futures)
+        marks.append((done, time.perf_counter() - t0))
     pipe.stop()
-    return count / (time.perf_counter() - t)
+    return marks
+
+
+def rate_between(marks: list[tuple[int, float]], start: int, end: int) -> float:
+    """Claims/s from the first chunk done at or after ``start`` claims to the first at or after ``end``."""
+    a = next(m for m in marks if m[0] >= start)
+    b = next(m for m in marks if m[0] >= end)
+    return (b[0] - a[0]) / (b[1] - a[1])
 
 
 def off_chain(engine_url: str, claims: list[ClaimSubmission]) -> float:
@@ -185,18 +208,7 @@ def sql_only(engine_url: str, claims: list[ClaimSubmission]) -> float:
     return rate
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--claims", type=int, default=10_000)
-    ap.add_argument("--sizes", default="0,100000")
-    args = ap.parse_args()
-    n = args.claims
-    rows: list[tuple[str, str]] = []
-
-    def row(what: str, value: float, fmt: str = "{:10,.0f}") -> None:
-        rows.append((what, fmt.format(value)))
-        print(f"  {what}: {fmt.format(value).strip()}", flush=True)
-
+def empty_ledger(n: int, row: Any) -> None:
     rates: dict[str, float] = {}
     for lines in (1, 3):
         for batch, count in ((1, min(n, 300)), (100, n), (1000, n)):
@@ -228,15 +240,16 @@ def main() -> None:
         naive_n = 200
         naive = submissions(b.payer, 0, naive_n, 1)
         t = time.perf_counter()
-        for c in naive:
-            b.ledger.submit_claims([c], sender=b.provider)
+        for one in naive:
+            b.ledger.submit_claims([one], sender=b.provider)
         naive_rate = naive_n / (time.perf_counter() - t)
         row("naive loop, one web3 transaction per claim + receipt (claims/s)", naive_rate)
 
         only = submissions(b.payer, 0, n, 1)
         sqlite_rate = off_chain(sqlite_url(b.tmp / "off-chain.db"), only)
         row("same pipeline, SQL instead of chain, SQLite, batch 1000 (claims/s)", sqlite_rate)
-        row("  bare unique insert alone, SQLite, batch 1000 (claims/s)", sql_only(sqlite_url(b.tmp / "bare.db"), only))
+        bare_rate = sql_only(sqlite_url(b.tmp / "bare.db"), only)
+        row("  bare unique insert alone, SQLite, batch 1000 (claims/s)", bare_rate)
         pg_url = os.environ.get("CLAIMLEDGER_BENCH_POSTGRES_URL")
         if pg_url:
             row("same pipeline, SQL instead of chain, PostgreSQL, batch 1000 (claims/s)", off_chain(pg_url, only))
@@ -244,30 +257,64 @@ def main() -> None:
 
     empty = rates["1/1000"]
     row("ratio pipeline (batch 1000) / naive loop", empty / naive_rate, "{:10,.1f}")
-    row("ratio chain / no chain (SQLite)", empty / sqlite_rate, "{:10,.2f}")
+    row("ratio chain / no chain (the same pipeline on SQLite)", empty / sqlite_rate, "{:10,.2f}")
+    row("ratio chain / bare unique insert (SQLite)", empty / bare_rate, "{:10,.2f}")
+
+
+def growth(b: Bench, label: str, sizes: list[int], window: int, kwargs: dict[str, Any], row: Any) -> None:
+    """The rate at batch 1,000 as the ledger grows: one steady stream of claims up to the largest size
+    plus ``window``; the rate at size S is measured over the claims from S to S + window."""
+    marks = stream(b, max(sizes) + window, **kwargs)
+    for size in sizes:
+        rate = rate_between(marks, size, size + window)
+        row(f"{label}: 1-line, batch 1000, {size:,} claims on chain (claims/s)", rate)
+
+
+@contextmanager
+def external(rpc_url: str) -> Iterator[Bench]:
+    """A node that is already running (its accounts from the development mnemonic, funded)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        yield Bench(Path(tmp), SimpleNamespace(rpc_url=rpc_url))  # type: ignore[arg-type]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--claims", type=int, default=10_000)
+    ap.add_argument("--sizes", default="0,100000")
+    ap.add_argument("--growth-only", action="store_true", help="only the rate against the size of the ledger")
+    ap.add_argument("--modes", default="automine,interval", help="for the size rows: automine, interval or both")
+    ap.add_argument("--block-time", type=int, default=1, help="interval mining: seconds a block")
+    ap.add_argument("--block-gas", type=int, default=4_000_000_000, help="interval mining: block gas limit")
+    ap.add_argument("--in-flight", type=int, default=80, help="interval mining: transactions in flight")
+    ap.add_argument("--window", type=int, default=50_000, help="size rows: claims each rate is measured over")
+    ap.add_argument("--rpc-url", help="the size rows on this node instead (its own mining; e.g. tools/hardhat-node)")
+    ap.add_argument("--node-name", default="external node", help="what to call the --rpc-url node in the table")
+    args = ap.parse_args()
+    n = args.claims
+    rows: list[tuple[str, str]] = []
+
+    def row(what: str, value: float, fmt: str = "{:10,.0f}") -> None:
+        rows.append((what, fmt.format(value)))
+        print(f"  {what}: {fmt.format(value).strip()}", flush=True)
+
+    if not args.growth_only:
+        empty_ledger(n, row)
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    for mode, config, kwargs in (
-        ("automine", {}, {"max_batch": 1000}),
-        (
-            "interval 1 s, 4B gas, 80 in flight",
-            # anvil 1.7.1 holds every block's transactions and receipts in memory (about 25 KB a
-            # claim: 24 GB at 500,000); the benchmark keeps the last 64 blocks' so 1M fits in 24 GB
-            {"block_time": 1, "gas_limit": 4_000_000_000, "extra_args": ["--transaction-block-keeper", "64"]},
-            {"max_batch": 1000, "max_in_flight": 80},
-        ),
-    ):
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    window = args.window
+    if args.rpc_url:
+        with external(args.rpc_url) as b:
+            growth(b, args.node_name, sizes, window, {"max_batch": 1000, "max_in_flight": args.in_flight}, row)
+    if "automine" in modes and not args.rpc_url:
+        with bench() as b:
+            growth(b, "anvil automine", sizes, window, {"max_batch": 1000}, row)
+    if "interval" in modes and not args.rpc_url:
+        gas = args.block_gas
+        label = f"anvil interval {args.block_time} s, {gas / 1e9:g}B gas, {args.in_flight} in flight"
+        config = {"block_time": args.block_time, "gas_limit": gas, "extra_args": ["--transaction-block-keeper", "4"]}
         with bench(**config) as b:
-            on_chain = 0
-            for size in sizes:
-                if size > on_chain:
-                    fill(b, size - on_chain, **kwargs)
-                    on_chain = size
-                claims = [
-                    ClaimSubmission(os.urandom(32), os.urandom(32), (os.urandom(32),), KEY.key_id, b.payer, 100)
-                    for _ in range(max(n, 20_000))
-                ]
-                row(f"{mode}: 1-line, batch 1000, {size:,} claims on chain (claims/s)", b.through(claims, **kwargs))
+            growth(b, label, sizes, window, {"max_batch": 1000, "max_in_flight": args.in_flight}, row)
 
     width = max(len(r[0]) for r in rows)
     print()
