@@ -127,6 +127,7 @@ def test_concurrent_submitters_duplicates_and_nonces(ledger: Ledger, tmp_path: P
     by_id = {s["id"]: s for s in subs}
     for _, result in flat:
         row = by_id[result.submission_id]
+        assert row["exact_key"] == bytes.fromhex(result.exact_key[2:])  # the id a caller holds is its own record
         assert row["status"] == result.status
         assert row["version"] == result.version
 
