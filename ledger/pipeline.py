@@ -471,6 +471,12 @@ class SubmissionPipeline(ClaimBatcher):
                     elif time.monotonic() - waiting_since[1] > MISSING_CHECK_S:
                         waiting_since = None
                         if self.rpc.call("eth_getTransactionByHash", flight.tx_hash) is None:
+                            if self.rpc.nonce(self.account.address, "latest") > flight.nonce:
+                                self._receipt_lost(flight)  # mined, but the node has pruned it since
+                                with self._in_flight_lock:
+                                    self._in_flight.popleft()
+                                    self._in_flight_lock.notify_all()
+                                continue
                             log.warning(
                                 "node does not know %s (restored from an older state?): sending again", flight.tx_hash
                             )
@@ -497,6 +503,33 @@ class SubmissionPipeline(ClaimBatcher):
             with self._in_flight_lock:
                 self._in_flight.popleft()
                 self._in_flight_lock.notify_all()
+
+    def _receipt_lost(self, flight: _InFlight) -> None:
+        """The chain has used this transaction's nonce but the node no longer knows the transaction:
+        it was mined and the node dropped it and its receipt before they were read (a node keeping
+        only its last blocks' transactions, e.g. anvil's --transaction-block-keeper). Its claims are on
+        chain as the contract decided; their callers hear so instead of waiting for ever."""
+        log.error(
+            "%s (nonce %d) was mined but the node no longer has it or its receipt; its %d claims are not settled here",
+            flight.tx_hash,
+            flight.nonce,
+            len(flight.items),
+        )
+        with writing(self.engine) as conn:
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id == flight.outbox_id)
+                .values(status="mined", updated_at=int(time.time()))
+            )
+        error = ChainUnavailableError(
+            f"transaction {flight.tx_hash} was mined but the node pruned its receipt before it was read: "
+            "the claims are on chain as the contract decided; look them up by exact key (sending one again "
+            "answers with its record)",
+            retry_after=1,
+        )
+        for p in flight.items:
+            if not p.future.done():
+                p.future.set_exception(error)
 
     def _wait_for_node(self) -> None:
         """The node went away: wait for it, then send again what it no longer has."""

@@ -290,6 +290,7 @@ def main() -> None:
     ap.add_argument("--block-time", type=int, default=1, help="interval mining: seconds a block")
     ap.add_argument("--block-gas", type=int, default=4_000_000_000, help="interval mining: block gas limit")
     ap.add_argument("--in-flight", type=int, default=80, help="interval mining: transactions in flight")
+    ap.add_argument("--keeper", type=int, default=16, help="interval mining: blocks whose transactions anvil keeps")
     ap.add_argument("--window", type=int, default=50_000, help="size rows: claims each rate is measured over")
     ap.add_argument("--rpc-url", help="the size rows on this node instead (its own mining; e.g. tools/hardhat-node)")
     ap.add_argument("--node-name", default="external node", help="what to call the --rpc-url node in the table")
@@ -316,7 +317,10 @@ def main() -> None:
     if "interval" in modes and not args.rpc_url:
         gas = args.block_gas
         label = f"anvil interval {args.block_time} s, {gas / 1e9:g}B gas, {args.in_flight} in flight"
-        config = {"block_time": args.block_time, "gas_limit": gas, "extra_args": ["--transaction-block-keeper", "4"]}
+        # anvil keeps every block's transactions and receipts in memory unless told to keep only the
+        # last N blocks'; the receipt thread must read a transaction's receipt before N more blocks pass
+        keeper = ["--transaction-block-keeper", str(args.keeper)]
+        config = {"block_time": args.block_time, "gas_limit": gas, "extra_args": keeper}
         with bench(**config) as b:
             growth(b, label, sizes, window, {"max_batch": 1000, "max_in_flight": args.in_flight}, row)
 

@@ -9,12 +9,14 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ledger.chain import ClaimSubmission
-from ledger.errors import ContractRevertError
-from ledger.pipeline import SubmissionResult
+from ledger.errors import ChainUnavailableError, ContractRevertError
+from ledger.pipeline import SubmissionPipeline, SubmissionResult
+from ledger.rpc import RpcClient
 from tests.integration.pipeline_fixtures import (
     Ledger,
     ledger_on_new_node,
@@ -22,6 +24,7 @@ from tests.integration.pipeline_fixtures import (
     outbox_rows,
     submission_rows,
     synthetic_claim,
+    wait_until,
 )
 
 THREADS = 50
@@ -277,3 +280,45 @@ def test_interval_mining(interval_ledger: Ledger, tmp_path: Path) -> None:
     # Interval mining: several of the pipeline's transactions shared a block.
     assert len({r["block_number"] for r in rows}) < len(rows)
     assert all(s["status"] == "recorded" for s in submission_rows(engine))
+
+
+@pytest.fixture
+def pruning_ledger(tmp_path: Path) -> Iterator[Ledger]:
+    yield from ledger_on_new_node(tmp_path, extra_args=["--transaction-block-keeper", "1"])
+
+
+class _LaggingRpc(RpcClient):
+    """Holds back the first transaction's receipt, as a receipt thread that fell behind has not read it."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.held: str | None = None
+
+    def receipt(self, tx_hash: str) -> dict[str, Any] | None:
+        self.held = self.held or tx_hash
+        return None if tx_hash == self.held else super().receipt(tx_hash)
+
+
+def test_a_receipt_the_node_pruned_fails_its_callers_instead_of_hanging(pruning_ledger: Ledger, tmp_path: Path) -> None:
+    """A node that keeps only its last block's transactions (anvil --transaction-block-keeper 1) drops a
+    mined transaction before its receipt was read: its callers hear so, and the pipeline goes on."""
+    ledger = pruning_ledger
+    engine = new_engine(tmp_path / "ledger.sqlite")
+    pipeline = SubmissionPipeline(_LaggingRpc(ledger.rpc_url), ledger.address, ledger.provider, engine)
+    ledger.pipelines.append(pipeline)
+    pipeline.start()
+    lost = ledger.submission(synthetic_claim(1, seed=9))
+    first = pipeline.submit(lost)
+    rpc = ledger.rpc()
+    wait_until(lambda: rpc.nonce(ledger.provider.address, "latest") == 1, 10, "the first batch mined")
+    for _ in range(3):
+        rpc.call("evm_mine")  # the node forgets the first transaction and its receipt
+    with pytest.raises(ChainUnavailableError, match="pruned its receipt"):
+        first.result(timeout=20)
+    later = pipeline.submit(ledger.submission(synthetic_claim(2, seed=9))).result(timeout=20)
+    assert later.status == "recorded"
+    # the lost claim is on chain all the same: sending it again names its record
+    again = pipeline.submit(lost).result(timeout=20)
+    assert again.status == "duplicate" and again.exact_key == "0x" + lost.exact_key.hex()
+    pipeline.stop()
+    assert {r["status"] for r in outbox_rows(engine)} == {"mined"}
