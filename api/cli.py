@@ -146,11 +146,15 @@ def key_revoke(
     data_dir: DataDir = None,
 ) -> None:
     """Revoke an API key by its prefix; it stops working at once."""
-    with _consortium_only(settings_for(data_dir)) as consortium:
+    from api.runtime import note_keys_changed
+
+    settings = settings_for(data_dir)
+    with _consortium_only(settings) as consortium:
         try:
             info = consortium.revoke_key(prefix[:12])
         except LedgerError as exc:
             raise _fail(exc) from exc
+    note_keys_changed(settings.data_dir)  # a gateway serving this folder forgets the keys it knows
     typer.echo(f"revoked {info.prefix} of {info.organisation} at {_when(info.revoked_at)}")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -22,37 +22,45 @@ _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API 
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key in `X-API-Key`")
 
 
-def get_gateway(request: Request) -> Gateway:
+# The dependencies are coroutines: FastAPI runs a plain function dependency in a worker thread,
+# a hop (and a turn at the GIL) per dependency per request for what takes microseconds.
+
+
+def _gateway(request: Request) -> Gateway:
     gateway: Gateway = request.app.state.gateway
     return gateway
 
 
-def get_runtime(request: Request) -> Runtime:
-    runtime = get_gateway(request).runtime
+async def get_gateway(request: Request) -> Gateway:
+    return _gateway(request)
+
+
+async def get_runtime(request: Request) -> Runtime:
+    runtime = _gateway(request).runtime
     if runtime is None:
         raise ChainUnavailableError("the gateway is starting or stopping: retry shortly")
     return runtime
 
 
-def get_service(runtime: Annotated[Runtime, Depends(get_runtime)]) -> ClaimLedgerService:
+async def get_service(runtime: Annotated[Runtime, Depends(get_runtime)]) -> ClaimLedgerService:
     return runtime.service
 
 
-def get_consortium(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Consortium:
+async def get_consortium(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Consortium:
     return runtime.consortium
 
 
-def get_context(request: Request) -> RequestContext:
+async def get_context(request: Request) -> RequestContext:
     return context(request.scope)
 
 
-def current_member(
+async def current_member(
     request: Request,
     _runtime: Annotated[Runtime, Depends(get_runtime)],
     _b: Annotated[object, Security(_bearer)] = None,
     _k: Annotated[object, Security(_api_key)] = None,
 ) -> Member:
-    member = get_gateway(request).authenticate_scope(request.scope)
+    member = await _gateway(request).authenticate(request.scope)
     if member is None:
         given = request.headers.get("authorization") or request.headers.get("x-api-key")
         raise unauthenticated("the API key is unknown or revoked" if given else "no API key")
@@ -67,10 +75,10 @@ ContextDep = Annotated[RequestContext, Depends(get_context)]
 CurrentMember = Annotated[Member, Depends(current_member)]
 
 
-def require_role(*roles: str) -> Callable[[Member], Member]:
+def require_role(*roles: str) -> Callable[[Member], Awaitable[Member]]:
     """A dependency: the calling member, if its role is one of ``roles``; else 403."""
 
-    def check(member: CurrentMember) -> Member:
+    async def check(member: CurrentMember) -> Member:
         if member.role not in roles:
             raise ApiError(
                 403,

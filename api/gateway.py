@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
+import anyio.to_thread
 from starlette.datastructures import Headers
 from starlette.types import Scope
 
 from api.idempotency import IdempotencyStore
 from api.metrics import Metrics
 from api.middleware import api_key_from, context
-from api.runtime import Runtime
+from api.runtime import KEYS_CHANGED_FILE, Runtime
 from api.settings import Settings
 from ledger.audit import AccessLog
-from ledger.consortium import KEY_LOOKUP_CHARS
+from ledger.consortium import KEY_LOOKUP_CHARS, hash_key
 from ledger.service import Member
+
+MAX_CACHED_KEYS = 10_000
 
 
 class Gateway:
@@ -27,6 +34,13 @@ class Gateway:
         self.runtime: Runtime | None = None
         self.idempotency: IdempotencyStore | None = None
         self.access_log: AccessLog | None = None
+        # API keys recently found good: sha256(key) -> (member, when checked). Forgotten on revocation
+        # here or by a change of KEYS_CHANGED_FILE; any entry is checked again after settings.auth_cache_s.
+        self._keys: dict[str, tuple[Member, float]] = {}
+        self._keys_lock = threading.Lock()
+        self._keys_generation = 0
+        self._keys_marker_path = str(settings.data_dir / KEYS_CHANGED_FILE)
+        self._keys_marker: tuple[int, int] | None = self._marker()
 
     def attach(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -37,11 +51,60 @@ class Gateway:
         )
         self.idempotency.purge()
         self.access_log = runtime.access_log
+        self.forget_keys()
 
     def detach(self) -> None:
         self.runtime = None
         self.idempotency = None
         self.access_log = None
+        self.forget_keys()
+
+    # ------------------------------------------------------------------ authentication
+
+    def forget_keys(self) -> None:
+        """Check every API key against the store again (after a key was revoked)."""
+        with self._keys_lock:
+            self._keys.clear()
+            self._keys_generation += 1
+
+    def _marker(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self._keys_marker_path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns)
+
+    def _cached_member(self, key: str) -> Member | None:
+        """The member of a key found good within auth_cache_s and not revoked since; None: ask the store."""
+        marker = self._marker()
+        if marker != self._keys_marker:
+            self._keys_marker = marker
+            self.forget_keys()
+            return None
+        cached = self._keys.get(hash_key(key))
+        if cached is None or time.monotonic() - cached[1] >= self.settings.auth_cache_s:
+            return None
+        return cached[0]
+
+    def member_for_key(self, key: str) -> Member | None:
+        """The member an API key acts for, or None (unknown or revoked); blocks on the store unless cached."""
+        cached = self._cached_member(key)
+        if cached is not None:
+            return cached
+        runtime = self.runtime
+        if runtime is None:
+            return None
+        generation, checked = self._keys_generation, time.monotonic()
+        member = runtime.consortium.authenticate(key)
+        digest = hash_key(key)
+        with self._keys_lock:
+            if member is None:
+                self._keys.pop(digest, None)
+            elif generation == self._keys_generation and self.settings.auth_cache_s > 0:
+                if len(self._keys) >= MAX_CACHED_KEYS:
+                    self._keys.clear()
+                self._keys[digest] = (member, checked)
+        return member
 
     def authenticate_scope(self, scope: Scope, headers: Headers | None = None) -> Member | None:
         """The member the request's API key acts for (looked up once per request), or None."""
@@ -49,13 +112,28 @@ class Gateway:
         if ctx.authenticated:
             return ctx.member
         key = api_key_from(headers or Headers(scope=scope))
-        runtime = self.runtime
-        if key is not None and runtime is not None:
-            ctx.member = runtime.consortium.authenticate(key)
+        if key is not None and self.runtime is not None:
+            ctx.member = self.member_for_key(key)
             if ctx.member is not None:
                 ctx.key_prefix = key[:KEY_LOOKUP_CHARS]
         ctx.authenticated = True
         return ctx.member
+
+    async def authenticate(self, scope: Scope, headers: Headers | None = None) -> Member | None:
+        """:meth:`authenticate_scope` on the event loop: a worker thread only when the store is asked."""
+        ctx = context(scope)
+        if ctx.authenticated:
+            return ctx.member
+        headers = headers or Headers(scope=scope)
+        key = api_key_from(headers)
+        cached = self._cached_member(key) if key is not None and self.runtime is not None else None
+        if cached is None:
+            return await anyio.to_thread.run_sync(self.authenticate_scope, scope, headers)
+        assert key is not None
+        ctx.member, ctx.key_prefix, ctx.authenticated = cached, key[:KEY_LOOKUP_CHARS], True
+        return cached
+
+    # ------------------------------------------------------------------ access log
 
     def record_access(self, fields: dict[str, Any], claims: Sequence[str | None]) -> None:
         """ACCESS LOG CALL SITE: one hash-chained entry per claim the request read or changed."""
@@ -66,3 +144,13 @@ class Gateway:
             access_log.record(list(claims), **fields)
         except Exception:  # noqa: BLE001 - another writer moved the head: the log re-reads it, once
             access_log.record(list(claims), **fields)
+
+    async def record_access_async(self, fields: dict[str, Any], claims: Sequence[str | None]) -> None:
+        """:meth:`record_access` on the event loop: it waits for the log's writer without holding a thread."""
+        access_log = self.access_log
+        if access_log is None:
+            return
+        try:
+            await asyncio.wrap_future(access_log.record_future(list(claims), **fields))
+        except Exception:  # noqa: BLE001 - another writer moved the head: the log re-reads it, once
+            await asyncio.wrap_future(access_log.record_future(list(claims), **fields))

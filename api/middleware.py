@@ -138,7 +138,7 @@ class ObservabilityMiddleware:
             "outcome": str(status),
         }
         try:
-            await anyio.to_thread.run_sync(self.gateway.record_access, fields, claims)
+            await self.gateway.record_access_async(fields, claims)
         except Exception:  # the answer is already decided; the failure must be loud
             log.exception("ACCESS LOG: could not record request %s", ctx.request_id)
 
@@ -212,7 +212,7 @@ class RequestGuardMiddleware:
                 ),
             )
             return
-        member = await anyio.to_thread.run_sync(self.gateway.authenticate_scope, scope, headers)
+        member = await self.gateway.authenticate(scope, headers)
         store = self.gateway.idempotency
         if member is None or store is None:
             await self.app(scope, receive, send)  # the route answers 401

@@ -9,6 +9,7 @@ node instead of starting a second one over the same state.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -18,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import anyio.to_thread
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import Engine
@@ -39,6 +41,9 @@ from ledger.store import make_engine, metadata
 log = logging.getLogger("claimledger")
 
 NODE_FILE = "node.json"
+KEYS_CHANGED_FILE = "api-keys.changed"
+"""Replaced in the data folder whenever an API key is revoked (by the CLI too): every gateway over the
+folder then forgets the keys it had found good (api.gateway)."""
 DEMO_MARKER = "demo-consortium.json"
 DEMO_CONSORTIUM = (
     ("PROV-A", "provider"),
@@ -65,6 +70,7 @@ class Runtime:
     first_run_keys: list[IssuedKey] = field(default_factory=list)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _indexer: threading.Thread | None = None
+    _node_probe: asyncio.Future[bool] | None = None  # the probe under way, shared by the requests awaiting it
 
     # ------------------------------------------------------------------ opening
 
@@ -103,6 +109,8 @@ class Runtime:
                 keyring=keyring,
                 vault=vault,
                 max_tx_gas=settings.max_tx_gas,
+                max_wait_ms=settings.pipeline_max_wait_ms,
+                max_in_flight=settings.pipeline_max_in_flight,
                 start_block=block,
             )
         except BaseException:
@@ -151,6 +159,28 @@ class Runtime:
         self.first_run_keys = keys
         return keys
 
+    # ------------------------------------------------------------------ the node
+
+    def node_answered_recently(self) -> bool:
+        """Whether a call to the node started within settings.node_check_s found it up (the pipelines' and
+        the indexer's calls count) and none since found it unreachable."""
+        return self.service.rpc.answered_within(self.settings.node_check_s)
+
+    def node_answers(self) -> bool:
+        """Whether the node answers: a probe, unless a call within settings.node_check_s found it up."""
+        return self.node_answered_recently() or self.service.rpc.answers()
+
+    async def node_answers_async(self) -> bool:
+        """:meth:`node_answers` on the event loop; the requests that find no recent answer share one
+        probe (in a worker thread), so a burst of them costs one probe, not one each."""
+        if self.node_answered_recently():
+            return True
+        probe = self._node_probe
+        if probe is None or probe.done():
+            probe = asyncio.ensure_future(anyio.to_thread.run_sync(self.node_answers))
+            self._node_probe = probe
+        return await asyncio.shield(probe)
+
     # ------------------------------------------------------------------ background indexer
 
     def start_indexer(self) -> None:
@@ -198,6 +228,15 @@ class Runtime:
             _forget_node(self.settings)
             self.node.stop()
             self.node = None
+
+
+def note_keys_changed(data_dir: Path) -> None:
+    """Tell every gateway over ``data_dir`` that API keys changed (a new file each time: a new inode)."""
+    path = Path(data_dir) / KEYS_CHANGED_FILE
+    tmp = path.with_name(f"{KEYS_CHANGED_FILE}.{os.getpid()}.tmp")
+    with contextlib.suppress(OSError):
+        tmp.write_text(f"{time.time_ns()}\n")
+        tmp.replace(path)
 
 
 # ---------------------------------------------------------------------- pieces

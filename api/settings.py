@@ -69,7 +69,17 @@ class Settings(BaseSettings):
     """The embedded node's block gas limit: room for several 1,000-claim transactions a block."""
     max_tx_gas: int = Field(default=100_000_000, ge=1_000_000)
     """The most gas one submission transaction may use (a 1,000-claim batch needs about 55M)."""
+    pipeline_max_wait_ms: float = Field(default=5.0, ge=0)
+    """How long a claim waits in the submission pipeline for others to share its transaction."""
+    pipeline_max_in_flight: int = Field(default=4, ge=1)
+    """Submission transactions a signing account has sent and not yet seen the receipt of."""
     index_interval_s: float = Field(default=0.25, gt=0)
+    auth_cache_s: float = Field(default=5.0, ge=0)
+    """How long an API key found good is taken without asking the store again (0: every request asks).
+    A revocation through this gateway, or with the CLI over its data folder, takes effect at once."""
+    node_check_s: float = Field(default=0.05, ge=0)
+    """A single-claim or batch POST takes the node to be up if a call to it started this recently found it
+    up (0: probe it every request); a claim waiting for a node found gone since is answered 503 at once."""
     retry_after_s: int = Field(default=2, ge=1)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     idempotency_in_flight_timeout_s: int = Field(default=300, ge=1)

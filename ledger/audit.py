@@ -12,6 +12,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ import orjson
 from sqlalchemy import Engine, func, insert, select
 
 from ledger.errors import StoreError
-from ledger.store import GroupCommit, access_log, audit_anchors, writing
+from ledger.store import GroupCommit, access_log, audit_anchors, bulk, writing
 
 GENESIS = "0" * 64
 VERIFY_PAGE = 5_000
@@ -57,6 +58,14 @@ def entry_hash(prev_hash: str, fields: dict[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode() + b"\n" + body).hexdigest()
 
 
+_COLUMNS = ("seq", "at", "actor", "org", "role", "action", "claim", "request_id", "outcome", "prev_hash", "entry_hash")
+_INSERT_ENTRY = f"INSERT INTO access_log ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+
+
+def _row(e: AuditEntry) -> tuple[Any, ...]:
+    return (e.seq, e.at, e.actor, e.org, e.role, e.action, e.claim, e.request_id, e.outcome, e.prev_hash, e.entry_hash)
+
+
 def _fields(row: Any) -> dict[str, Any]:
     return {k: row[k] for k in ("seq", "at", "actor", "org", "role", "action", "claim", "request_id", "outcome")}
 
@@ -68,7 +77,7 @@ class AccessLog:
         self.engine = engine
         self._lock = threading.Lock()
         self._head: tuple[int, str] | None = None
-        self._group: GroupCommit[dict[str, Any]] = GroupCommit(self._write_group)
+        self._group: GroupCommit[dict[str, Any]] = GroupCommit(self._write_group, name="access-log-writer")
 
     def head(self) -> tuple[int, str]:
         """(entries so far, hash of the last one)."""
@@ -127,9 +136,25 @@ class AccessLog:
         """Like :meth:`append_many`, for many concurrent requests: the entries of every request
         waiting at that moment are chained and written in one transaction (a group commit); each
         request's entries stay together, and it returns once they are written."""
+        fields = {"actor": actor, "org": org, "role": role, "action": action, "request_id": request_id}
+        self.record_future(claims, outcome=outcome, at=at, **fields).result()
+
+    def record_future(
+        self,
+        claims: Sequence[str | None],
+        *,
+        actor: str,
+        org: str,
+        role: str,
+        action: str,
+        request_id: str,
+        outcome: str,
+        at: int | None = None,
+    ) -> Future[None]:
+        """:meth:`record` without waiting: the future is done once the entries are written."""
         when = int(time.time()) if at is None else at
         common = {"at": when, "actor": actor, "org": org, "role": role, "action": action}
-        self._group.submit(
+        return self._group.submit_future(
             [{**common, "claim": claim, "request_id": request_id, "outcome": outcome} for claim in claims]
         )
 
@@ -149,7 +174,7 @@ class AccessLog:
             try:
                 if entries:
                     with writing(self.engine) as conn:
-                        conn.execute(insert(access_log), [e.to_dict() for e in entries])
+                        bulk(conn, _INSERT_ENTRY, [_row(e) for e in entries])
             except Exception:
                 self._head = None  # another writer may have appended: read the head again next time
                 raise

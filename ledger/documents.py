@@ -17,15 +17,16 @@ import os
 import stat
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 
 from ledger.errors import ClaimNotFoundError, KeyringError, StoreError
-from ledger.store import GroupCommit, claim_references, documents, writing
+from ledger.store import GroupCommit, bulk, claim_references, documents, writing
 
 IN_CHUNK = 500  # values per SQL IN (...): well under SQLite's limit of bound parameters
 KEY_BYTES = 32
@@ -72,7 +73,7 @@ class DocumentVault:
         self._key = key
         self._aead = AESGCM(key.secret)
         self._tag_key = hashlib.sha256(b"claimledger-claim-reference" + key.secret).digest()
-        self._group: GroupCommit[dict[str, object]] = GroupCommit(self._write_group)
+        self._group: GroupCommit[dict[str, object]] = GroupCommit(self._write_group, name="documents-writer")
 
     def claim_tag(self, claim_id: str) -> bytes:
         """The keyed tag under which a provider's claim id (as the claim model normalises it) is kept."""
@@ -92,13 +93,22 @@ class DocumentVault:
         """Store (document_hash, document) pairs, once each; returns when they are written. Concurrent
         callers' documents go in one transaction together. ``claim_ids`` (parallel to ``items``) makes
         each document findable by its provider's claim id (:meth:`find_claim_id`)."""
-        if items:
-            rows = [self.seal(h, d) for h, d in items]
-            if claim_ids is not None:
-                for row, claim_id in zip(rows, claim_ids, strict=True):
-                    if claim_id:
-                        row["tag"] = self.claim_tag(claim_id)
-            self._group.submit(rows)
+        self.put_many_future(items, claim_ids=claim_ids).result()
+
+    def put_many_future(
+        self, items: list[tuple[bytes, bytes]], *, claim_ids: list[str | None] | None = None
+    ) -> Future[None]:
+        """:meth:`put_many` without waiting: the future is done once the documents are written."""
+        if not items:
+            done: Future[None] = Future()
+            done.set_result(None)
+            return done
+        rows = [self.seal(h, d) for h, d in items]
+        if claim_ids is not None:
+            for row, claim_id in zip(rows, claim_ids, strict=True):
+                if claim_id:
+                    row["tag"] = self.claim_tag(claim_id)
+        return self._group.submit_future(rows)
 
     def find_claim_id(self, claim_id: str) -> list[bytes]:
         """The document hashes stored under a provider's claim id, oldest first."""
@@ -121,32 +131,23 @@ class DocumentVault:
         return found
 
     def _write_group(self, rows: list[dict[str, object]]) -> None:
-        tags = [{"tag": r["tag"], "document_hash": r["document_hash"]} for r in rows if "tag" in r]
-        unique = [{k: v for k, v in r.items() if k != "tag"} for r in {r["document_hash"]: r for r in rows}.values()]
+        # Straight through the driver, a document or reference already stored left as it is (the same
+        # hash is the same document): one statement a table, however many requests the group holds.
+        docs = {r["document_hash"]: r for r in rows}
+        tags = {(r["tag"], r["document_hash"]) for r in rows if "tag" in r}
         with writing(self.engine) as conn:
-            known = set(
-                conn.execute(
-                    select(documents.c.document_hash).where(
-                        documents.c.document_hash.in_([r["document_hash"] for r in unique])
-                    )
-                ).scalars()
+            bulk(
+                conn,
+                "INSERT INTO documents (document_hash, key_id, nonce, ciphertext, created_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (document_hash) DO NOTHING",
+                [(h, r["key_id"], r["nonce"], r["ciphertext"], r["created_at"]) for h, r in docs.items()],
             )
-            fresh = [r for r in unique if r["document_hash"] not in known]
-            if fresh:
-                conn.execute(insert(documents), fresh)
-            if tags:
-                tags = list({(t["tag"], t["document_hash"]): t for t in tags}.values())
-                stored = {
-                    tuple(row)
-                    for row in conn.execute(
-                        select(claim_references.c.tag, claim_references.c.document_hash).where(
-                            claim_references.c.document_hash.in_([t["document_hash"] for t in tags])
-                        )
-                    )
-                }
-                new_tags = [t for t in tags if (t["tag"], t["document_hash"]) not in stored]
-                if new_tags:
-                    conn.execute(insert(claim_references), new_tags)
+            bulk(
+                conn,
+                "INSERT INTO claim_references (tag, document_hash) VALUES (?, ?)"
+                " ON CONFLICT (tag, document_hash) DO NOTHING",
+                sorted(tags),
+            )
 
     def get(self, document_hash: bytes) -> bytes:
         with self.engine.connect() as conn:

@@ -12,7 +12,9 @@ import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -35,7 +37,7 @@ from ledger.errors import (
 from ledger.fingerprint import Keyring, canonical_document, fingerprints_for_rotation
 from ledger.indexer import Indexer
 from ledger.pipeline import SubmissionPipeline, SubmissionResult
-from ledger.rpc import RpcClient
+from ledger.rpc import RpcClient, RpcError
 from ledger.store import indexed_claims, indexed_events
 from ledger.validation import find_problems
 
@@ -86,6 +88,83 @@ class ClaimOutcome:
     error: dict[str, Any] | None = None
 
 
+class WatchedRpcClient(RpcClient):
+    """The node's JSON-RPC client, noting when a call last found the node answering and when one last
+    found it unreachable (each by the time the call started). The pipelines and the indexer call the
+    node all the time under load; their calls tell the gateway the node is up without a probe of its own."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.answered_at = float("-inf")
+        self.failed_at = float("-inf")
+
+    def call(self, method: str, *params: Any) -> Any:
+        started = time.monotonic()
+        try:
+            result = super().call(method, *params)
+        except ChainUnavailableError:
+            self.failed_at = max(self.failed_at, started)
+            raise
+        except RpcError:
+            self.answered_at = max(self.answered_at, started)
+            raise
+        self.answered_at = max(self.answered_at, started)
+        return result
+
+    def answered_within(self, seconds: float) -> bool:
+        """Whether a call started within ``seconds`` found the node answering, and none since found it gone."""
+        answered = self.answered_at
+        return answered > self.failed_at and time.monotonic() - answered < seconds
+
+
+class WouldBlock(Exception):
+    """``stage(blocking=False)`` met a step that asks the node or the store (a payer not seen yet, a
+    fingerprint key being retired, a replacement or void): nothing was done; stage it in a thread."""
+
+
+@dataclass
+class StagedSubmission:
+    """Claims checked and fingerprinted; their documents' write under way (``stored``)."""
+
+    member: Member
+    checked: list[ClaimOutcome | None]
+    ready: list[tuple[int, Claim, ClaimSubmission]]
+    stored: Future[None]
+
+
+@dataclass
+class QueuedSubmission:
+    """Claims stored and queued in the pipeline: one future per queued claim, then :meth:`outcomes`."""
+
+    checked: list[ClaimOutcome | None]
+    waiting: list[tuple[int, Claim, bytes, Future[SubmissionResult]]]
+    timeout: float
+    deadline: float
+
+    @property
+    def futures(self) -> list[Future[SubmissionResult]]:
+        return [w[3] for w in self.waiting]
+
+    def outcomes(self) -> list[ClaimOutcome]:
+        """One outcome per document, in order; ChainUnavailableError if a claim is still unanswered."""
+        outcomes = list(self.checked)
+        for i, claim, doc_hash, future in self.waiting:
+            if not future.done():
+                raise ChainUnavailableError(
+                    f"the chain did not confirm within {self.timeout:.0f} s; the claims may still be recorded: "
+                    "retry with the same Idempotency-Key or look them up",
+                    retry_after=self.timeout,
+                )
+            error = future.exception()
+            if isinstance(error, LedgerError):
+                outcomes[i] = ClaimOutcome("failed", claim.claim_id, error=error.to_dict())
+            elif error is not None:
+                raise error
+            else:
+                outcomes[i] = _outcome(claim, doc_hash, future.result())
+        return [o for o in outcomes if o is not None]
+
+
 class ClaimLedgerService:
     """The ledger as a gateway uses it. One pipeline per signing account, started lazily."""
 
@@ -99,10 +178,11 @@ class ClaimLedgerService:
         vault: DocumentVault,
         max_batch: int = 1000,
         max_wait_ms: float = 5.0,
+        max_in_flight: int = 4,
         max_tx_gas: int = 25_000_000,
         start_block: int = 0,
     ) -> None:
-        self.rpc = RpcClient(rpc_url)
+        self.rpc = WatchedRpcClient(rpc_url)
         self.contract = contract
         self.engine = engine
         self.keyring = keyring
@@ -111,6 +191,7 @@ class ClaimLedgerService:
         self._pipeline_settings: dict[str, Any] = {
             "max_batch": max_batch,
             "max_wait_ms": max_wait_ms,
+            "max_in_flight": max_in_flight,
             "max_tx_gas": max_tx_gas,
         }
         self._pipelines: dict[str, SubmissionPipeline] = {}
@@ -130,16 +211,23 @@ class ClaimLedgerService:
                 self._pipelines[account.address] = p
             return p
 
+    def pipeline_running(self, account: LocalAccount) -> bool:
+        """Whether ``account``'s pipeline is started (:meth:`pipeline` then returns at once)."""
+        return account.address in self._pipelines
+
     def close(self) -> None:
         with self._lock:
             for p in self._pipelines.values():
                 p.stop()
             self._pipelines.clear()
 
-    def org_index(self, name: str) -> int:
-        """The on-chain index of organisation ``name`` (0 if it is not registered)."""
+    def org_index(self, name: str, *, blocking: bool = True) -> int:
+        """The on-chain index of organisation ``name`` (0 if it is not registered). Not ``blocking``:
+        WouldBlock unless it is known already."""
         cached = self._orgs.get(name)
         if cached is None:
+            if not blocking:
+                raise WouldBlock(f"organisation {name} is not known yet")
             cached = int(self.contract.call("organisationIndex", org_id(name)))
             if cached:
                 self._orgs[name] = cached
@@ -147,14 +235,17 @@ class ClaimLedgerService:
 
     # -------------------------------------------------------------- provider
 
-    def prepare(self, data: Mapping[str, Any], *, today: date | None = None) -> tuple[Claim, list[FieldProblem]]:
-        """Parse and check one claim document; every problem is listed, none raised."""
+    def prepare(
+        self, data: Mapping[str, Any], *, today: date | None = None, blocking: bool = True
+    ) -> tuple[Claim, list[FieldProblem]]:
+        """Parse and check one claim document; every problem is listed, none raised (not ``blocking``:
+        WouldBlock if its payer must be looked up on chain)."""
         try:
             claim = parse_claim(data)
         except ClaimValidationError as exc:
             return None, exc.problems  # type: ignore[return-value]
         problems = find_problems(claim, today=today)
-        if self.org_index(claim.payer_id) == 0:
+        if self.org_index(claim.payer_id, blocking=blocking) == 0:
             problems.append(
                 FieldProblem(
                     "payer_id", claim.payer_id, "unknown_payer", f"payer {claim.payer_id} is not a consortium member"
@@ -172,18 +263,38 @@ class ClaimLedgerService:
         chain without its document. ``timeout`` bounds the wait for the chain: past it,
         ChainUnavailableError (the claims may still land; a retry then names them as duplicates).
         """
+        queued = self.queue(member, documents, timeout=timeout)
+        futures_wait(queued.futures, timeout=queued.timeout)
+        return queued.outcomes()
+
+    def queue(
+        self, member: Member, documents: Sequence[Mapping[str, Any]], *, timeout: float = DEFAULT_SUBMIT_TIMEOUT_S
+    ) -> QueuedSubmission:
+        """:meth:`submit` up to the wait for the chain: the documents checked, fingerprinted, stored
+        (encrypted) and their claims queued in the pipeline. Wait for ``futures`` (a thread, or an event
+        loop), then read :meth:`QueuedSubmission.outcomes`."""
+        return self.queue_stored(self.stage(member, documents), timeout=timeout)
+
+    def stage(
+        self, member: Member, documents: Sequence[Mapping[str, Any]], *, blocking: bool = True
+    ) -> StagedSubmission:
+        """Check and fingerprint the documents and start their write (nothing sent yet): what
+        :meth:`queue_stored` takes once ``staged.stored`` is done. Not ``blocking`` (for an event loop):
+        WouldBlock, before anything is written, if a step would ask the node or the store."""
         if member.role != "provider":
             raise PermissionDeniedError(f"{member.name} is a {member.role}: only providers submit claims")
         outcomes: list[ClaimOutcome | None] = [None] * len(documents)
         ready: list[tuple[int, Claim, ClaimSubmission]] = []
         for i, data in enumerate(documents):
-            claim, problems = self.prepare(data)
+            claim, problems = self.prepare(data, blocking=blocking)
             if problems:
                 ref = claim.claim_id if claim is not None else _claim_ref(data)
                 outcomes[i] = ClaimOutcome("invalid", ref, problems=[p.to_dict() for p in problems])
                 continue
             prints = fingerprints_for_rotation(claim, self.keyring)
             current = prints[0]
+            if not blocking and (len(prints) > 1 or claim.frequency is not Frequency.ORIGINAL):
+                raise WouldBlock("a key being retired, or a replacement or void, asks the node")
             earlier = self._live_under_retiring_keys(prints[1:])
             if earlier is not None:
                 outcomes[i] = ClaimOutcome(
@@ -209,26 +320,23 @@ class ClaimLedgerService:
                 related_version=related_version,
             )
             ready.append((i, claim, submission))
-        self.vault.put_many(
+        stored = self.vault.put_many_future(
             [(s.document_hash, canonical_document(c)) for _, c, s in ready], claim_ids=[c.claim_id for _, c, _ in ready]
         )
-        pipeline = self.pipeline(member.account)
-        waiting = [(i, claim, s.document_hash, pipeline.submit(s)) for i, claim, s in ready]
-        deadline = time.monotonic() + timeout
-        for i, claim, doc_hash, future in waiting:
-            try:
-                r = future.result(timeout=max(0.0, deadline - time.monotonic()))
-            except FutureTimeout:
-                raise ChainUnavailableError(
-                    f"the chain did not confirm within {timeout:.0f} s; the claims may still be recorded: "
-                    "retry with the same Idempotency-Key or look them up",
-                    retry_after=timeout,
-                ) from None
-            except LedgerError as exc:
-                outcomes[i] = ClaimOutcome("failed", claim.claim_id, error=exc.to_dict())
-                continue
-            outcomes[i] = _outcome(claim, doc_hash, r)
-        return [o for o in outcomes if o is not None]
+        return StagedSubmission(member, outcomes, ready, stored)
+
+    def queue_stored(
+        self, staged: StagedSubmission, *, timeout: float = DEFAULT_SUBMIT_TIMEOUT_S, blocking: bool = True
+    ) -> QueuedSubmission:
+        """Queue a staged submission's claims in the pipeline, once its documents are stored (waits for
+        that write if it is not done: a claim is never sent before its document is kept). Not
+        ``blocking``: WouldBlock if the write is not done or the account's pipeline is not started."""
+        if not blocking and (not staged.stored.done() or not self.pipeline_running(staged.member.account)):
+            raise WouldBlock("the documents' write is under way, or the pipeline is not started")
+        staged.stored.result()
+        pipeline = self.pipeline(staged.member.account) if staged.ready else None
+        waiting = [(i, claim, s.document_hash, pipeline.submit(s)) for i, claim, s in staged.ready] if pipeline else []
+        return QueuedSubmission(staged.checked, waiting, timeout, time.monotonic() + timeout)
 
     def _live_under_retiring_keys(self, prints: Sequence[Any]) -> dict[str, Any] | None:
         for fp in prints:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ledger.errors import StoreError
 
 SQLITE_POOL_SIZE = 48
-GROUP_WAIT_S = 0.002
+IDLE_WRITER_S = 30.0  # a group commit's writer thread ends after this long without work
 T = TypeVar("T")
 
 metadata = MetaData()
@@ -223,52 +224,60 @@ def writing(engine: Engine) -> Iterator[Connection]:
 
 
 class GroupCommit(Generic[T]):
-    """Writes the items of concurrent callers together, in one call of ``write``: each caller waits
-    until its items are written (and hears of the writer's error), and whoever finds the writer
-    free writes every waiting caller's items (a group commit). One transaction for many requests
-    instead of one transaction, and one turn of SQLite's single writer, each."""
+    """Writes the items of concurrent callers together, in one call of ``write``, on one writer thread
+    of its own: a caller hands its items over (:meth:`submit_future`, or :meth:`submit` to wait) and the
+    writer writes everything waiting at that moment in one transaction (a group commit), then the next
+    lot; each caller hears when its items are written, or of the writer's error. One transaction for
+    many requests instead of one transaction, and one turn of SQLite's single writer, each; and a
+    request on an event loop waits for its write without holding a thread."""
 
-    def __init__(self, write: Callable[[list[T]], None], *, wait_s: float = GROUP_WAIT_S) -> None:
+    def __init__(self, write: Callable[[list[T]], None], *, name: str = "group-commit") -> None:
         self._write = write
-        self._wait_s = wait_s
+        self._name = name
         self._queue: list[_Waiting[T]] = []
-        self._queue_lock = threading.Lock()
-        self._writer = threading.Lock()
+        self._ready = threading.Condition()
+        self._thread: threading.Thread | None = None
 
     def submit(self, items: Sequence[T]) -> None:
-        waiting = _Waiting(list(items))
-        with self._queue_lock:
-            self._queue.append(waiting)
-        while not waiting.done.is_set():
-            if self._writer.acquire(blocking=False):
-                try:
-                    self._drain()
-                finally:
-                    self._writer.release()
-            else:
-                waiting.done.wait(self._wait_s)
-        if waiting.error is not None:
-            raise waiting.error
+        """Write ``items`` (with whatever else is waiting); returns once they are written."""
+        self.submit_future(items).result()
 
-    def _drain(self) -> None:
-        with self._queue_lock:
-            batch, self._queue = self._queue, []
-        if not batch:
-            return
+    def submit_future(self, items: Sequence[T]) -> Future[None]:
+        """Hand ``items`` to the writer; the future is done once they are written (or failed)."""
+        waiting = _Waiting(list(items))
+        with self._ready:
+            self._queue.append(waiting)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+            self._ready.notify()
+        return waiting.done
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue:
+                    if not self._ready.wait(IDLE_WRITER_S) and not self._queue:
+                        self._thread = None  # idle: the next caller starts another
+                        return
+                batch, self._queue = self._queue, []
+            self._drain(batch)
+
+    def _drain(self, batch: list[_Waiting[T]]) -> None:
         try:
             self._write([item for w in batch for item in w.items])
         except Exception as exc:  # noqa: BLE001 - every waiting caller must hear of it
             for w in batch:
-                w.error = exc
+                w.done.set_exception(exc)
+            return
         for w in batch:
-            w.done.set()
+            w.done.set_result(None)
 
 
 @dataclass(slots=True)
 class _Waiting(Generic[T]):
     items: list[T]
-    done: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
+    done: Future[None] = field(default_factory=Future)
 
 
 def bulk(conn: Connection, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:

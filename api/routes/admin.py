@@ -6,8 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
 
-from api.deps import ConsortiumDep, CurrentMember, OperatorMember
+from api.deps import ConsortiumDep, CurrentMember, GatewayDep, OperatorMember
 from api.routes.claims import ERRORS
+from api.runtime import note_keys_changed
 from api.schemas import (
     ApiKeyIn,
     ApiKeyIssued,
@@ -114,5 +115,8 @@ def list_keys(
 @router.post(
     "/admin/keys/{prefix}/revoke", response_model=ApiKeyPublic, summary="Revoke an API key", responses=ADMIN_ERRORS
 )
-def revoke_key(prefix: str, member: OperatorMember, consortium: ConsortiumDep) -> ApiKeyPublic:
-    return _key(consortium.revoke_key(prefix))
+def revoke_key(prefix: str, member: OperatorMember, consortium: ConsortiumDep, gateway: GatewayDep) -> ApiKeyPublic:
+    revoked = consortium.revoke_key(prefix)
+    gateway.forget_keys()
+    note_keys_changed(gateway.settings.data_dir)
+    return _key(revoked)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from time import monotonic
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Body, Query, Response
 
 from api.deps import (
@@ -19,6 +22,7 @@ from api.deps import (
     parse_ref,
 )
 from api.errors import ApiError, error_body
+from api.futures import wait_all
 from api.gateway import Gateway
 from api.runtime import Runtime
 from api.schemas import (
@@ -38,7 +42,7 @@ from ledger.chain import STATUSES
 from ledger.claim import normalise_claim_data
 from ledger.errors import ChainUnavailableError, ClaimNotFoundError, LedgerError
 from ledger.listing import MAX_PAGE, ClaimFilter
-from ledger.service import ClaimOutcome, Member, parse_ledger_ref
+from ledger.service import ClaimOutcome, Member, QueuedSubmission, WouldBlock, parse_ledger_ref
 
 router = APIRouter(prefix="/v1", tags=["claims"])
 
@@ -53,6 +57,8 @@ CLAIM_SCHEMA = {"$ref": "#/components/schemas/Claim"}
 CLAIM_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": CLAIM_SCHEMA}}}}
 CHANGING_FREQUENCIES = ("7", "8")
 LISTABLE_STATUSES = tuple(s for s in STATUSES if s != "none")
+LOOP_STAGE_MAX = 4
+"""Up to this many claims a request are checked on the event loop; a larger batch in a worker thread."""
 
 
 # ---------------------------------------------------------------------- shared with other routers
@@ -61,6 +67,13 @@ LISTABLE_STATUSES = tuple(s for s in STATUSES if s != "none")
 def ensure_node(runtime: Runtime) -> None:
     """Refuse at once (503) while the node is unreachable, rather than queue work behind it."""
     if not runtime.service.rpc.answers():
+        raise ChainUnavailableError(f"the node at {runtime.rpc_url} does not answer: nothing was accepted; retry later")
+
+
+async def ensure_node_async(runtime: Runtime) -> None:
+    """:func:`ensure_node` on the event loop: a call to the node within settings.node_check_s that found it
+    up will do (the pipelines' and the indexer's count), else one probe that concurrent requests share."""
+    if not await runtime.node_answers_async():
         raise ChainUnavailableError(f"the node at {runtime.rpc_url} does not answer: nothing was accepted; retry later")
 
 
@@ -120,6 +133,47 @@ def submit_documents(runtime: Runtime, member: Member, documents: Sequence[Any])
             results[i] = claim_result(outcome)
     final = [r for r in results if r is not None]
     return final
+
+
+async def submit_documents_async(runtime: Runtime, member: Member, documents: Sequence[Any]) -> list[ClaimResult]:
+    """:func:`submit_documents` for a coroutine. A few original claims are checked and fingerprinted on
+    the event loop and wait for their documents' write and for the chain without holding a thread; a
+    batch is checked in one worker thread; a replacement or void goes the thread way whole."""
+    await ensure_node_async(runtime)
+    if any(_changes_claim(d) is not None for d in documents):
+        # A replacement or void reads the index for the claim it names: all of it in a worker thread.
+        return await anyio.to_thread.run_sync(submit_documents, runtime, member, documents)
+    service = runtime.service
+    queued: QueuedSubmission | None = None
+    if len(documents) <= LOOP_STAGE_MAX:
+        # A few claims: checked and fingerprinted right here (a fraction of a millisecond of CPU, less
+        # than a worker thread's hop costs), unless a step would wait on the node or the store.
+        try:
+            staged = service.stage(member, documents, blocking=False)
+        except WouldBlock:
+            pass
+        else:
+            await asyncio.wrap_future(staged.stored)
+            try:
+                queued = service.queue_stored(staged, blocking=False)
+            except WouldBlock:
+                queued = await anyio.to_thread.run_sync(lambda: service.queue_stored(staged))
+    if queued is None:
+        queued = await anyio.to_thread.run_sync(lambda: service.queue(member, documents))
+    queued_at = monotonic()
+    rpc = service.rpc
+
+    def node_gone() -> bool:  # a call since the claims were queued found the node unreachable
+        return rpc.failed_at > queued_at and rpc.failed_at > rpc.answered_at
+
+    answered = await wait_all(queued.futures, max(0.0, queued.deadline - queued_at), give_up=node_gone)
+    if not answered and node_gone():
+        raise ChainUnavailableError(
+            f"the node at {runtime.rpc_url} stopped answering while the claims waited for it: they are kept "
+            "and may still be recorded when it is back; retry with the same Idempotency-Key or look them up",
+            retry_after=runtime.settings.retry_after_s,
+        )
+    return [claim_result(outcome) for outcome in queued.outcomes()]
 
 
 def count_results(gateway: Gateway, results: Sequence[ClaimResult]) -> None:
@@ -190,7 +244,7 @@ def single_answer(result: ClaimResult, response: Response, *, retry_after_s: int
     },
     openapi_extra=CLAIM_BODY,
 )
-def submit_claim(
+async def submit_claim(
     claim: Annotated[dict[str, Any], Body(openapi_examples=CLAIM_EXAMPLES)],
     member: ProviderMember,
     runtime: RuntimeDep,
@@ -198,7 +252,7 @@ def submit_claim(
     ctx: ContextDep,
     response: Response,
 ) -> ClaimResult:
-    [result] = submit_documents(runtime, member, [claim])
+    [result] = await submit_documents_async(runtime, member, [claim])
     count_results(gateway, [result])
     ctx.claims = refs_touched([result])
     return single_answer(result, response, retry_after_s=runtime.settings.retry_after_s)
@@ -229,7 +283,7 @@ def submit_claim(
         }
     },
 )
-def submit_batch(
+async def submit_batch(
     batch: Annotated[
         BatchIn,
         Body(
@@ -264,7 +318,7 @@ def submit_batch(
             f"a batch takes at most {limit} claims, not {len(batch.claims)}: split it",
             {"max_batch_claims": limit, "claims": len(batch.claims)},
         )
-    results = submit_documents(runtime, member, batch.claims)
+    results = await submit_documents_async(runtime, member, batch.claims)
     count_results(gateway, results)
     ctx.claims = refs_touched(results)
     summary = {str(status): n for status, n in Counter(r.status for r in results).items()}

@@ -8,6 +8,7 @@ import io
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future
 from typing import Any
 
 import httpx
@@ -65,22 +66,35 @@ def test_keys_belong_to_one_organisation(clients: dict[str | None, httpx.Client]
 
 @pytest.fixture
 def held_submissions(gateway: LiveGateway) -> Iterator[tuple[threading.Event, threading.Event]]:
-    """Submissions wait (inside the service) until released: a request stays in flight as long as a test needs."""
-    service = gateway.runtime.service
+    """Submissions wait (inside the service, at the write of their documents, before anything is sent)
+    until released: a request stays in flight as long as a test needs. The write's future is held, so
+    a request waiting on an event loop and one waiting in a worker thread are held alike."""
+    vault = gateway.runtime.service.vault
     entered, release = threading.Event(), threading.Event()
-    real_submit = service.submit
+    real_put = vault.put_many_future
 
-    def held(*args: Any, **kwargs: Any) -> Any:
+    def held(*args: Any, **kwargs: Any) -> Future[None]:
         entered.set()
-        assert release.wait(30), "the test never released the held submission"
-        return real_submit(*args, **kwargs)
+        done: Future[None] = Future()
 
-    service.submit = held  # type: ignore[method-assign]
+        def later() -> None:
+            try:
+                assert release.wait(30), "the test never released the held submission"
+                real_put(*args, **kwargs).result()
+            except BaseException as exc:  # noqa: BLE001 - the held request hears of it
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
+
+        threading.Thread(target=later, daemon=True).start()
+        return done
+
+    vault.put_many_future = held  # type: ignore[method-assign]
     try:
         yield entered, release
     finally:
         release.set()
-        service.submit = real_submit  # type: ignore[method-assign]
+        vault.put_many_future = real_put  # type: ignore[method-assign]
 
 
 def test_a_request_in_flight_is_409(
