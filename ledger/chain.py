@@ -131,6 +131,8 @@ class ContractAbi:
         self.errors: dict[bytes, tuple[str, list[str], list[str]]] = {}
         self.events: dict[bytes, tuple[str, list[dict[str, Any]]]] = {}
         self.functions: dict[str, tuple[bytes, list[str]]] = {}
+        # per event topic: name, (name, type) of its indexed and its data inputs, whether all data is static words
+        self._layouts: dict[bytes, tuple[str, list[tuple[str, str]], list[tuple[str, str]], bool]] = {}
         for item in abi:
             if item["type"] == "function":
                 types = [_canonical_type(i) for i in item["inputs"]]
@@ -145,6 +147,14 @@ class ContractAbi:
                 types = [_canonical_type(i) for i in item["inputs"]]
                 topic = keccak(text=f"{item['name']}({','.join(types)})")
                 self.events[topic] = (item["name"], item["inputs"])
+                indexed = [(i["name"], _canonical_type(i)) for i in item["inputs"] if i.get("indexed")]
+                plain = [(i["name"], _canonical_type(i)) for i in item["inputs"] if not i.get("indexed")]
+                self._layouts[topic] = (
+                    item["name"],
+                    indexed,
+                    plain,
+                    all(_is_static_word(t) for _, t in plain),
+                )
         self.event_topics = {name: topic for topic, (name, _) in self.events.items()}
 
     def encode_call(self, function: str, args: Sequence[Any]) -> bytes:
@@ -166,24 +176,27 @@ class ContractAbi:
 
     def decode_log(self, log: dict[str, Any]) -> ChainEvent | None:
         topics = [_bytes(t) for t in log["topics"]]
-        if not topics or topics[0] not in self.events:
+        layout = self._layouts.get(topics[0]) if topics else None
+        if layout is None:
             return None
-        name, inputs = self.events[topics[0]]
-        indexed = [i for i in inputs if i.get("indexed")]
-        plain = [i for i in inputs if not i.get("indexed")]
+        name, indexed, plain, static = layout
         args: dict[str, Any] = {}
-        for spec, topic in zip(indexed, topics[1:], strict=True):
-            args[spec["name"]] = abi_decode([_canonical_type(spec)], topic)[0]
+        for (arg, t), topic in zip(indexed, topics[1:], strict=True):
+            if _is_static_word(t):
+                args[arg] = _word_value(t, topic)  # a static indexed value is its topic word
+            elif t in ("string", "bytes") or t.endswith("]") or t.startswith("("):
+                args[arg] = topic  # a dynamic one is only the hash of its encoding
+            else:
+                args[arg] = abi_decode([t], topic)[0]
         data = log["data"]
         data = bytes.fromhex(data[2:]) if isinstance(data, str) else bytes(data)
-        plain_types = [_canonical_type(i) for i in plain]
-        if all(_is_static_word(t) for t in plain_types) and len(data) == 32 * len(plain_types):
-            for k, (spec, t) in enumerate(zip(plain, plain_types, strict=True)):
-                args[spec["name"]] = _word_value(t, data[32 * k : 32 * k + 32])
+        if static and len(data) == 32 * len(plain):
+            for k, (arg, t) in enumerate(plain):
+                args[arg] = _word_value(t, data[32 * k : 32 * k + 32])
         else:
-            values = abi_decode(plain_types, data)
-            for spec, value in zip(plain, values, strict=True):
-                args[spec["name"]] = value
+            values = abi_decode([t for _, t in plain], data)
+            for (arg, _), value in zip(plain, values, strict=True):
+                args[arg] = value
         return ChainEvent(
             name=name,
             args=args,

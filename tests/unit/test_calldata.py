@@ -1,6 +1,7 @@
 """The hand-rolled submitClaims encoding and event decoding agree with eth_abi byte for byte."""
 
 import os
+import random
 
 import pytest
 from eth_abi import decode as abi_decode
@@ -111,3 +112,56 @@ def test_payer_calls_encode_as_web3_encodes_them(call: tuple[str, tuple[object, 
 def test_an_unknown_function_is_not_encoded() -> None:
     with pytest.raises(LedgerError, match="no single function named 'payEveryone'"):
         ContractAbi(load_artifact()["abi"]).encode_call("payEveryone", ())
+
+
+def _sample(t: str) -> object:
+    if t.endswith("]"):
+        return [_sample(t[: t.rindex("[")])]
+    if t.startswith("uint"):
+        return random.getrandbits(int(t[4:] or 256))
+    if t.startswith("int"):
+        return -random.getrandbits(int(t[3:] or 256) - 1)
+    if t == "address":
+        return "0x" + os.urandom(20).hex()
+    if t == "bool":
+        return random.random() < 0.5
+    if t == "string":
+        return "text"
+    if t == "bytes":
+        return os.urandom(7)
+    return os.urandom(int(t[5:]))  # bytesN
+
+
+def test_every_event_decodes_as_eth_abi_decodes_it() -> None:
+    """decode_log slices static words itself; for every event of the contract it must agree with eth_abi."""
+    from eth_utils import to_checksum_address
+
+    abi = ContractAbi(load_artifact()["abi"])
+    events = [item for item in load_artifact()["abi"] if item["type"] == "event"]
+    assert len(events) >= 10
+    for item in events:
+        indexed = [i for i in item["inputs"] if i.get("indexed")]
+        plain = [i for i in item["inputs"] if not i.get("indexed")]
+        if any(i["type"].startswith("tuple") for i in item["inputs"]):
+            continue
+        values = {i["name"]: _sample(i["type"]) for i in item["inputs"]}
+        topics = [abi.event_topics[item["name"]]] + [abi_encode([i["type"]], [values[i["name"]]]) for i in indexed]
+        data = abi_encode([i["type"] for i in plain], [values[i["name"]] for i in plain])
+        log = {
+            "topics": ["0x" + t.hex() for t in topics],
+            "data": "0x" + data.hex(),
+            "logIndex": "0x1",
+            "blockNumber": "0x2",
+            "blockHash": "0x" + "22" * 32,
+            "transactionHash": "0x" + "33" * 32,
+        }
+        event = abi.decode_log(log)
+        assert event is not None and event.name == item["name"]
+        expected = {i["name"]: abi_decode([i["type"]], topic)[0] for i, topic in zip(indexed, topics[1:], strict=True)}
+        expected.update(zip([i["name"] for i in plain], abi_decode([i["type"] for i in plain], data), strict=True))
+        expected = {
+            k: to_checksum_address(v) if isinstance(v, str) and v.startswith("0x") else v for k, v in expected.items()
+        }
+        got = {k: list(v) if isinstance(v, tuple) else v for k, v in event.args.items()}
+        want = {k: list(v) if isinstance(v, tuple) else v for k, v in expected.items()}
+        assert got == want, item["name"]
