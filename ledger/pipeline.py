@@ -226,10 +226,7 @@ class ClaimBatcher:
                 self._dispatch(batch)
             except Exception as exc:
                 log.exception("batch of %d claims failed before it was stored", len(batch))
-                error = exc if isinstance(exc, LedgerError) else LedgerError(f"batch failed: {exc}")
-                for p in batch:
-                    if not p.future.done():
-                        p.future.set_exception(error)
+                _fail(batch, exc, "batch failed")
 
     def _before_dispatch(self) -> None:
         """Wait here for room (the chain pipeline bounds its transactions in flight)."""
@@ -419,10 +416,7 @@ class SubmissionPipeline(ClaimBatcher):
                 self._send(flight.raw, flight.tx_hash)
             except Exception as exc:
                 log.exception("sending %s failed; it stays in the outbox", flight.tx_hash)
-                error = exc if isinstance(exc, LedgerError) else LedgerError(f"sending failed: {exc}")
-                for p in flight.items:
-                    if not p.future.done():
-                        p.future.set_exception(error)
+                _fail(flight.items, exc, "sending failed")
                 with self._in_flight_lock:
                     self._to_send.popleft()
                     self._in_flight_lock.notify_all()
@@ -496,10 +490,7 @@ class SubmissionPipeline(ClaimBatcher):
                 self._settle(flight, receipt)
             except Exception as exc:
                 log.exception("settling %s failed", flight.tx_hash)
-                error = exc if isinstance(exc, LedgerError) else LedgerError(f"settling failed: {exc}")
-                for p in flight.items:
-                    if not p.future.done():
-                        p.future.set_exception(error)
+                _fail(flight.items, exc, "settling failed")
             with self._in_flight_lock:
                 self._in_flight.popleft()
                 self._in_flight_lock.notify_all()
@@ -527,9 +518,7 @@ class SubmissionPipeline(ClaimBatcher):
             "answers with its record)",
             retry_after=1,
         )
-        for p in flight.items:
-            if not p.future.done():
-                p.future.set_exception(error)
+        _fail(flight.items, error, "receipt lost")
 
     def _wait_for_node(self) -> None:
         """The node went away: wait for it, then send again what it no longer has."""
@@ -737,6 +726,14 @@ class SubmissionPipeline(ClaimBatcher):
                 .where(submissions.c.outbox_id == row["id"])
                 .values(status="failed", result='{"error": "transaction dropped: nonce used by another signer"}')
             )
+
+
+def _fail(items: Sequence[_Pending], exc: BaseException, what: str) -> None:
+    """Every waiting caller of ``items`` hears of ``exc`` (as a LedgerError)."""
+    error = exc if isinstance(exc, LedgerError) else LedgerError(f"{what}: {exc}")
+    for p in items:
+        if not p.future.done():
+            p.future.set_exception(error)
 
 
 def _already_known(exc: RpcError) -> bool:
