@@ -269,7 +269,12 @@ def _node_for(settings: Settings, *, serve: bool) -> tuple[LocalNode | None, str
                 "stop it first, or give this gateway its own CLAIMLEDGER_DATA_DIR"
             )
         return None, running
-    config = NodeConfig(data_dir=settings.data_dir, port=settings.node_port, gas_limit=settings.node_gas_limit)
+    config = NodeConfig(
+        data_dir=settings.data_dir,
+        port=settings.node_port,
+        gas_limit=settings.node_gas_limit,
+        block_time=settings.node_block_time_s,
+    )
     node = LocalNode(config).start()
     tmp = _node_file(settings).with_suffix(".tmp")
     tmp.write_text(json.dumps({"rpc_url": node.rpc_url, "pid": os.getpid()}) + "\n")

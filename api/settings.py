@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     max_batch_claims: int = Field(default=DEFAULT_MAX_BATCH_CLAIMS, ge=1, le=2000)
     node_gas_limit: int = Field(default=1_000_000_000, ge=30_000_000)
     """The embedded node's block gas limit: room for several 1,000-claim transactions a block."""
+    node_block_time_s: int | None = Field(default=None, ge=1)
+    """The embedded node mines a block every this many seconds instead of one per transaction
+    (automine). Automine answers soonest; on a large ledger, where anvil rebuilds its state trie
+    at every block, blocks of many transactions keep the rate up (README, Figures)."""
     max_tx_gas: int = Field(default=100_000_000, ge=1_000_000)
     """The most gas one submission transaction may use (a 1,000-claim batch needs about 55M)."""
     pipeline_max_wait_ms: float = Field(default=5.0, ge=0)

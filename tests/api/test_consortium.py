@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ from eth_account import Account
 from pydantic import SecretStr, ValidationError
 
 from api.settings import Settings
+from ledger.rpc import RpcClient
 from tests.api.conftest import TEST_KDF_ITERATIONS, LiveGateway
 from tests.api.helpers import error_of
 
@@ -77,3 +79,21 @@ def test_unknown_paths_and_methods_answer_in_the_same_shape(clients: dict[str | 
     assert missing.status_code == 404 and error_of(missing)["code"] == "not_found"
     wrong = clients["PROV-A"].delete("/v1/claims")
     assert wrong.status_code == 405 and error_of(wrong)["code"] == "method_not_allowed"
+
+
+def test_the_embedded_node_mines_on_an_interval_when_told(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.runtime import _forget_node, _node_for
+
+    monkeypatch.setenv("CLAIMLEDGER_NODE_BLOCK_TIME_S", "2")
+    settings = Settings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
+    assert settings.node_block_time_s == 2
+    node, _ = _node_for(settings, serve=True)
+    assert node is not None
+    try:
+        assert node.command()[node.command().index("--block-time") + 1] == "2"
+        assert RpcClient(node.rpc_url).call("anvil_getAutomine") is False
+    finally:
+        node.stop()
+        _forget_node(settings)
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        Settings(_env_file=None, node_block_time_s=0)  # type: ignore[call-arg]
