@@ -4,9 +4,11 @@ Run: .venv/bin/python scripts/bench_pipeline.py [--claims N] [--sizes 0,100000,1
 
 Each figure on an empty ledger gets a node of its own, so none is measured on a chain that an
 earlier figure filled:
-- the pipeline with already fingerprinted claims, batches of 1 / 100 / 1,000, one-line and
-  three-line claims (automine: a block per transaction);
-- validate + fingerprint + submit (parse, clean-claim rules, HMAC keys, pipeline), batch 1,000;
+- automine (a block per transaction): the pipeline with already fingerprinted claims, batches of
+  1 / 100 / 1,000, one-line and three-line claims; validate + fingerprint + submit (parse,
+  clean-claim rules, HMAC keys, pipeline; chunks of 1,000 as a provider's batches), batch 1,000;
+- interval mining (--block-time, --block-gas, --in-flight, --keeper; --interval-claims each): the
+  same at batches of 100 and 1,000, as a steady stream measured from a tenth of the way to its end;
 - a naive loop: one web3 contract transaction per claim, waiting for its receipt;
 - the same pipeline with the chain write replaced by SQL (``ledger.offchain.OffChainLedger``: the
   same intake and batches, exact keys refused and line keys flagged by unique keys, each claim's
@@ -25,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import date, timedelta
@@ -144,11 +146,19 @@ def random_claims(b: Bench, n: int) -> list[ClaimSubmission]:
 
 
 def stream(
-    b: Bench, total: int, *, chunk: int = 10_000, blocks: Counter[int] | None = None, **kwargs: Any
+    b: Bench,
+    total: int,
+    *,
+    chunk: int = 10_000,
+    blocks: Counter[int] | None = None,
+    make: Callable[[int, int], list[ClaimSubmission]] | None = None,
+    **kwargs: Any,
 ) -> list[tuple[int, float]]:
-    """Send ``total`` one-line claims as a steady stream (more chunks waiting for results than the
-    pipeline has in flight, so blocks never wait for the benchmark); returns (claims done, seconds)
-    as each chunk completes, and counts in ``blocks`` the claims each block recorded."""
+    """Send ``total`` claims as a steady stream (more chunks waiting for results than the pipeline
+    has in flight, so blocks never wait for the benchmark); returns (claims done, seconds) as each
+    chunk completes, and counts in ``blocks`` the claims each block recorded. ``make(start, n)``
+    makes each chunk's claims, on the clock (random one-line keys unless given)."""
+    make = make or (lambda start, n: random_claims(b, n))
     pipe = b.pipeline(**kwargs)
     ahead = 2 + (pipe.max_in_flight * pipe.max_batch) // chunk
     waiting: deque[list[Future[Any]]] = deque()
@@ -158,7 +168,7 @@ def stream(
     while done < total:
         while sent < total and len(waiting) < ahead:
             n = min(chunk, total - sent)
-            waiting.append(pipe.submit_many(random_claims(b, n)))
+            waiting.append(pipe.submit_many(make(sent, n)))
             sent += n
         futures = waiting.popleft()
         for f in futures:
@@ -237,34 +247,77 @@ def sql_only(engine_url: str, claims: list[ClaimSubmission]) -> float:
     return rate
 
 
-def empty_ledger(n: int, row: Any) -> None:
-    rates: dict[str, float] = {}
+def checked(payer: int, docs: list[dict[str, Any]]) -> Callable[[int, int], list[ClaimSubmission]]:
+    """Claims made from documents on the clock, as a provider's batch is: parse, clean-claim rules,
+    fingerprints."""
+
+    def make(start: int, n: int) -> list[ClaimSubmission]:
+        out = []
+        for d in docs[start : start + n]:
+            c = parse_claim(d)
+            problems = find_problems(c)
+            if problems:
+                raise SystemExit(f"benchmark claim is not clean: {problems}")
+            fp = fingerprint(c, KEY)
+            out.append(
+                ClaimSubmission(fp.exact_key, fp.document_hash, fp.line_keys, fp.key_id, payer, c.total_charge_cents)
+            )
+        return out
+
+    return make
+
+
+def sliced(ready: list[ClaimSubmission]) -> Callable[[int, int], list[ClaimSubmission]]:
+    return lambda start, n: ready[start : start + n]
+
+
+def steady_rate(marks: list[tuple[int, float]], total: int) -> float:
+    """The rate of a stream from a tenth of the way (its start-up and first blocks left out) to its end."""
+    return rate_between(marks, total // 10, total)
+
+
+def empty_automine(n: int, row: Any, rates: dict[str, float]) -> None:
+    """Each figure on a node of its own, a block per transaction; from the first claim to the last result."""
     for lines in (1, 3):
         for batch, count in ((1, min(n, 300)), (100, n), (1000, n)):
             with bench() as b:
                 rate = b.through(submissions(b.payer, 0, count, lines), max_batch=batch)
             rates[f"{lines}/{batch}"] = rate
-            row(f"pipeline, {lines}-line claims, batch {batch} (claims/s)", rate)
-
+            row(f"automine: pipeline, {lines}-line claims, batch {batch} (claims/s)", rate)
     with bench() as b:
         docs = [claim_document(i, 1) for i in range(n)]
-        pipe = b.pipeline(max_batch=1000)
-        t = time.perf_counter()
-        futures = []
-        for d in docs:
-            c = parse_claim(d)
-            if find_problems(c):
-                raise SystemExit(f"benchmark claim is not clean: {find_problems(c)}")
-            fp = fingerprint(c, KEY)
-            futures.append(
-                pipe.submit(ClaimSubmission(fp.exact_key, fp.document_hash, fp.line_keys, fp.key_id, b.payer, 12_500))
-            )
-        results = [f.result(timeout=600) for f in futures]
-        full = n / (time.perf_counter() - t)
-        pipe.stop()
-        assert all(r.status == "recorded" for r in results)
-        row("validate + fingerprint + submit, 1-line, batch 1000 (claims/s)", full)
+        marks = stream(b, n, chunk=1000, make=checked(b.payer, docs), max_batch=1000)
+        rates["checked"] = marks[-1][0] / marks[-1][1]
+        row("automine: validate + fingerprint + submit, 1-line, batch 1000 (claims/s)", rates["checked"])
 
+
+def empty_interval(n: int, row: Any, rates: dict[str, float], args: argparse.Namespace) -> None:
+    """Each figure on a node of its own mining a block every --block-time seconds, --in-flight
+    transactions in flight; the rate of a steady stream from a tenth of the way to its end."""
+    label = f"interval {args.block_time} s, {args.in_flight} in flight"
+    config = {
+        "block_time": args.block_time,
+        "gas_limit": args.block_gas,
+        "extra_args": ["--transaction-block-keeper", str(args.keeper)],
+    }
+    kwargs = {"max_batch": 1000, "max_in_flight": args.in_flight}
+    for lines in (1, 3):
+        for batch in (100, 1000):
+            with bench(**config) as b:
+                total = n if batch == 1000 else n // 4
+                ready = submissions(b.payer, 0, total, lines)  # fingerprinted before the clock starts
+                marks = stream(b, total, make=sliced(ready), **{**kwargs, "max_batch": batch})
+            rates[f"interval {lines}/{batch}"] = steady_rate(marks, total)
+            row(f"{label}: pipeline, {lines}-line claims, batch {batch} (claims/s)", rates[f"interval {lines}/{batch}"])
+    with bench(**config) as b:
+        docs = [claim_document(i, 1) for i in range(n)]
+        marks = stream(b, n, chunk=1000, make=checked(b.payer, docs), **kwargs)
+        rates["interval checked"] = steady_rate(marks, n)
+        row(f"{label}: validate + fingerprint + submit, 1-line, batch 1000 (claims/s)", rates["interval checked"])
+
+
+def baselines(n: int, row: Any, rates: dict[str, float]) -> None:
+    """The naive loop, and the same pipeline with SQL in place of the chain; the ratios to them."""
     with bench() as b:
         naive_n = 200
         naive = submissions(b.payer, 0, naive_n, 1)
@@ -284,10 +337,11 @@ def empty_ledger(n: int, row: Any) -> None:
             row("same pipeline, SQL instead of chain, PostgreSQL, batch 1000 (claims/s)", off_chain(pg_url, only))
             row("  bare unique insert alone, PostgreSQL, batch 1000 (claims/s)", sql_only(pg_url, only))
 
-    empty = rates["1/1000"]
-    row("ratio pipeline (batch 1000) / naive loop", empty / naive_rate, "{:10,.1f}")
-    row("ratio chain / no chain (the same pipeline on SQLite)", empty / sqlite_rate, "{:10,.2f}")
-    row("ratio chain / bare unique insert (SQLite)", empty / bare_rate, "{:10,.2f}")
+    for mode, key in (("automine", "1/1000"), ("interval", "interval 1/1000")):
+        if key in rates:
+            row(f"ratio pipeline ({mode}, batch 1000) / naive loop", rates[key] / naive_rate, "{:10,.1f}")
+            row(f"ratio chain ({mode}) / no chain (the same pipeline on SQLite)", rates[key] / sqlite_rate, "{:10,.2f}")
+            row(f"ratio chain ({mode}) / bare unique insert (SQLite)", rates[key] / bare_rate, "{:10,.2f}")
 
 
 def growth(
@@ -319,6 +373,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="0,100000")
     ap.add_argument("--growth-only", action="store_true", help="only the rate against the size of the ledger")
     ap.add_argument("--modes", default="automine,interval", help="for the size rows: automine, interval or both")
+    ap.add_argument("--empty-modes", default="automine,interval", help="for the empty-ledger rows")
+    ap.add_argument("--interval-claims", type=int, default=100_000, help="empty-ledger interval rows: claims each")
     ap.add_argument("--block-time", type=int, default=1, help="interval mining: seconds a block")
     ap.add_argument("--block-gas", type=int, default=4_000_000_000, help="interval mining: block gas limit")
     ap.add_argument("--in-flight", type=int, default=80, help="interval mining: transactions in flight")
@@ -335,7 +391,13 @@ def main() -> None:
         print(f"  {what}: {fmt.format(value).strip()}", flush=True)
 
     if not args.growth_only:
-        empty_ledger(n, row)
+        rates: dict[str, float] = {}
+        empty_modes = [m.strip() for m in args.empty_modes.split(",") if m.strip()]
+        if "automine" in empty_modes:
+            empty_automine(n, row, rates)
+        if "interval" in empty_modes:
+            empty_interval(args.interval_claims, row, rates, args)
+        baselines(n, row, rates)
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
