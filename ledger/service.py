@@ -334,8 +334,10 @@ class ClaimLedgerService:
         if not blocking and (not staged.stored.done() or not self.pipeline_running(staged.member.account)):
             raise WouldBlock("the documents' write is under way, or the pipeline is not started")
         staged.stored.result()
-        pipeline = self.pipeline(staged.member.account) if staged.ready else None
-        waiting = [(i, claim, s.document_hash, pipeline.submit(s)) for i, claim, s in staged.ready] if pipeline else []
+        waiting = []
+        if staged.ready:  # queued together, so a batch leaves in one piece rather than cut by the batcher's wait
+            futures = self.pipeline(staged.member.account).submit_many([s for _, _, s in staged.ready])
+            waiting = [(i, claim, s.document_hash, f) for (i, claim, s), f in zip(staged.ready, futures, strict=True)]
         return QueuedSubmission(staged.checked, waiting, timeout, time.monotonic() + timeout)
 
     def _live_under_retiring_keys(self, prints: Sequence[Any]) -> dict[str, Any] | None:

@@ -306,7 +306,7 @@ def empty_interval(n: int, row: Any, rates: dict[str, float], args: argparse.Nam
             with bench(**config) as b:
                 total = n if batch == 1000 else n // 4
                 ready = submissions(b.payer, 0, total, lines)  # fingerprinted before the clock starts
-                marks = stream(b, total, make=sliced(ready), **{**kwargs, "max_batch": batch})
+                marks = stream(b, total, chunk=1000, make=sliced(ready), **{**kwargs, "max_batch": batch})
             rates[f"interval {lines}/{batch}"] = steady_rate(marks, total)
             row(f"{label}: pipeline, {lines}-line claims, batch {batch} (claims/s)", rates[f"interval {lines}/{batch}"])
     with bench(**config) as b:
