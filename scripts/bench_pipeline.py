@@ -129,11 +129,15 @@ def bench(**node_config: Any) -> Iterator[Bench]:
     with tempfile.TemporaryDirectory() as tmp:
         node = LocalNode(NodeConfig(data_dir=Path(tmp) / "node", **node_config)).start()
         try:
-            if node_config.get("block_time"):
-                RpcClient(node.rpc_url).call("evm_setAutomine", True)  # set-up without waiting for blocks
+            # Set-up without waiting for blocks, then back to interval mining. evm_setIntervalMining takes
+            # whole seconds (0 turns mining off), so a fractional block time keeps its blocks throughout.
+            block_time = node_config.get("block_time")
+            whole = block_time is not None and float(block_time).is_integer() and block_time >= 1
+            if whole:
+                RpcClient(node.rpc_url).call("evm_setAutomine", True)
             b = Bench(Path(tmp), node)
-            if node_config.get("block_time"):
-                b.rpc.call("evm_setIntervalMining", int(node_config["block_time"]))
+            if whole:
+                b.rpc.call("evm_setIntervalMining", int(block_time))
             yield b
         finally:
             node.kill()
@@ -294,7 +298,7 @@ def empty_automine(n: int, row: Any, rates: dict[str, float]) -> None:
 def empty_interval(n: int, row: Any, rates: dict[str, float], args: argparse.Namespace) -> None:
     """Each figure on a node of its own mining a block every --block-time seconds, --in-flight
     transactions in flight; the rate of a steady stream from a tenth of the way to its end."""
-    label = f"interval {args.block_time} s, {args.in_flight} in flight"
+    label = f"interval {args.block_time:g} s, {args.in_flight} in flight"
     config = {
         "block_time": args.block_time,
         "gas_limit": args.block_gas,
@@ -375,7 +379,7 @@ def main() -> None:
     ap.add_argument("--modes", default="automine,interval", help="for the size rows: automine, interval or both")
     ap.add_argument("--empty-modes", default="automine,interval", help="for the empty-ledger rows")
     ap.add_argument("--interval-claims", type=int, default=100_000, help="empty-ledger interval rows: claims each")
-    ap.add_argument("--block-time", type=int, default=1, help="interval mining: seconds a block")
+    ap.add_argument("--block-time", type=float, default=1, help="interval mining: seconds a block (0.5 too)")
     ap.add_argument("--block-gas", type=int, default=4_000_000_000, help="interval mining: block gas limit")
     ap.add_argument("--in-flight", type=int, default=80, help="interval mining: transactions in flight")
     ap.add_argument("--keeper", type=int, default=16, help="interval mining: blocks whose transactions anvil keeps")
@@ -410,7 +414,7 @@ def main() -> None:
             growth(b, "anvil automine", sizes, window, {"max_batch": 1000}, row)
     if "interval" in modes and not args.rpc_url:
         gas = args.block_gas
-        label = f"anvil interval {args.block_time} s, {gas / 1e9:g}B gas, {args.in_flight} in flight"
+        label = f"anvil interval {args.block_time:g} s, {gas / 1e9:g}B gas, {args.in_flight} in flight"
         # anvil keeps every block's transactions and receipts in memory unless told to keep only the
         # last N blocks'; the receipt thread must read a transaction's receipt before N more blocks pass
         keeper = ["--transaction-block-keeper", str(args.keeper)]
