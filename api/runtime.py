@@ -41,6 +41,7 @@ from ledger.store import make_engine, metadata
 log = logging.getLogger("claimledger")
 
 NODE_FILE = "node.json"
+STEP_CHECK_S = 2.0  # how often the background loop looks for payer steps the node has lost
 KEYS_CHANGED_FILE = "api-keys.changed"
 """Replaced in the data folder whenever an API key is revoked (by the CLI too): every gateway over the
 folder then forgets the keys it had found good (api.gateway)."""
@@ -191,9 +192,13 @@ class Runtime:
     def _index_loop(self) -> None:
         failing = False
         next_anchor = time.monotonic() + self.settings.audit_anchor_interval_s
+        next_step_check = time.monotonic()
         while not self._stopping.wait(self.settings.index_interval_s):
             try:
                 self.service.index()
+                if time.monotonic() >= next_step_check:  # payer steps a node restored from an older state lost
+                    next_step_check = time.monotonic() + STEP_CHECK_S
+                    self.service.resend_lost_steps()
                 if time.monotonic() >= next_anchor:
                     next_anchor = time.monotonic() + self.settings.audit_anchor_interval_s
                     self.anchor_access_log()

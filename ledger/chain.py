@@ -7,7 +7,7 @@ decoded; an unreachable node as ``ChainUnavailableError``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -388,22 +388,27 @@ class ClaimLedgerContract:
     # -------------------------------------------------------------- internal
 
     def _outcome(self, receipt: Any) -> TransactionOutcome:
-        events = []
-        for log in receipt["logs"]:
-            if to_checksum_address(log["address"]) != self.address:
-                continue
-            event = self.abi.decode_log(dict(log))
-            if event is not None:
-                events.append(event)
-        return TransactionOutcome(
-            transaction_hash=bytes(receipt["transactionHash"]),
-            block_number=int(receipt["blockNumber"]),
-            gas_used=int(receipt["gasUsed"]),
-            events=tuple(events),
-        )
+        return outcome_of(receipt, self.address, self.abi)
 
     def _guard(self, what: str, fn: Callable[[], T]) -> T:
         return _guarded(what, self.abi, fn)
+
+
+def outcome_of(receipt: Mapping[str, Any], address: str, abi: ContractAbi) -> TransactionOutcome:
+    """A mined transaction's outcome and the events ``address`` emitted in it, from web3's receipt or
+    the node's own JSON one."""
+    ours = address.lower()
+    decoded = (abi.decode_log(dict(log)) for log in receipt["logs"] if str(log["address"]).lower() == ours)
+    return TransactionOutcome(
+        transaction_hash=_bytes(receipt["transactionHash"]),
+        block_number=_quantity(receipt["blockNumber"]),
+        gas_used=_quantity(receipt["gasUsed"]),
+        events=tuple(e for e in decoded if e is not None),
+    )
+
+
+def _quantity(v: int | str) -> int:
+    return int(v, 16) if isinstance(v, str) else int(v)
 
 
 def _address_of(sender: Any) -> str:

@@ -434,7 +434,7 @@ class SubmissionPipeline(ClaimBatcher):
         except ChainUnavailableError:
             log.warning("node unreachable sending %s; it stays in the outbox and goes again", tx_hash)
         except RpcError as exc:
-            if not _already_known(exc):
+            if not exc.already_known(nonce_used=True):
                 raise
         with writing(self.engine) as conn:
             conn.execute(
@@ -550,7 +550,7 @@ class SubmissionPipeline(ClaimBatcher):
         try:
             self.rpc.send_raw(raw)
         except RpcError as exc:
-            if not _already_known(exc):
+            if not exc.already_known(nonce_used=True):
                 raise
 
     def _settle(self, flight: _InFlight, receipt: dict[str, Any]) -> None:
@@ -734,11 +734,6 @@ def _fail(items: Sequence[_Pending], exc: BaseException, what: str) -> None:
     for p in items:
         if not p.future.done():
             p.future.set_exception(error)
-
-
-def _already_known(exc: RpcError) -> bool:
-    text = exc.rpc_message.lower()
-    return "already known" in text or "already imported" in text or "nonce too low" in text
 
 
 def _culprit(claims: Sequence[ClaimSubmission], error: ContractRevertError) -> int | None:

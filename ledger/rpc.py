@@ -55,6 +55,12 @@ class RpcError(LedgerError):
         self.data = error.get("data")
         self.rpc_message = str(error.get("message", ""))
 
+    def already_known(self, *, nonce_used: bool = False) -> bool:
+        """Whether the node refused a raw transaction because it has it already (sent again); with
+        ``nonce_used``, also because its nonce is taken (a resend of one that was mined since)."""
+        text = self.rpc_message.lower()
+        return "already known" in text or "already imported" in text or (nonce_used and "nonce too low" in text)
+
 
 class RpcClient:
     """JSON-RPC over HTTP with a keep-alive session per thread."""

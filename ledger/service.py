@@ -38,6 +38,7 @@ from ledger.fingerprint import Keyring, canonical_document, fingerprints_for_rot
 from ledger.indexer import Indexer
 from ledger.pipeline import SubmissionPipeline, SubmissionResult
 from ledger.rpc import RpcClient, RpcError
+from ledger.steps import StepSender
 from ledger.store import indexed_claims, indexed_events
 from ledger.validation import find_problems
 
@@ -188,6 +189,7 @@ class ClaimLedgerService:
         self.keyring = keyring
         self.vault = vault
         self.indexer = Indexer(self.rpc, contract.address, engine, start_block=start_block)
+        self.steps = StepSender(self.rpc, engine, contract.address, contract.abi)
         self._pipeline_settings: dict[str, Any] = {
             "max_batch": max_batch,
             "max_wait_ms": max_wait_ms,
@@ -406,8 +408,22 @@ class ClaimLedgerService:
         if record["payer_org"] != member.org:
             raise ClaimNotFoundError(f"no claim 0x{exact_key.hex()}:{version} addressed to {member.name}")
         with self._account_lock(member.account.address):
-            outcome = self.contract.transact_call(payer_call(step, exact_key, version, *args), sender=member.account)
+            outcome = self._send_step(member, payer_call(step, exact_key, version, *args))
         return _sent(outcome)
+
+    def _send_step(self, member: Member, call: tuple[str, tuple[Any, ...]]) -> TransactionOutcome:
+        """One transaction of ``member``'s, stored in the outbox before it is sent (:mod:`ledger.steps`)."""
+        function, args = call
+        return self.steps.transact(member.account, function, args, what=function)
+
+    def _send_steps(self, member: Member, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> TransactionOutcome:
+        """Several steps in one multicall transaction (all or nothing), through the outbox too."""
+        data = [self.contract.abi.encode_call(name, args) for name, args in calls]
+        return self._send_step(member, ("multicall", (data,)))
+
+    def resend_lost_steps(self) -> int:
+        """Send again the payer steps the node has lost (restored from an older state); how many."""
+        return self.steps.resend_lost()
 
     @staticmethod
     def _ensure_payer(member: Member, step: str) -> None:
@@ -443,7 +459,7 @@ class ClaimLedgerService:
             for start in range(0, len(runnable), PAYER_STEPS_PER_TX):
                 chunk = runnable[start : start + PAYER_STEPS_PER_TX]
                 try:
-                    sent = _sent(self.contract.multicall([calls[i] for i in chunk], sender=member.account))
+                    sent = _sent(self._send_steps(member, [calls[i] for i in chunk]))
                     for i in chunk:
                         answers[i] = sent
                     continue
@@ -451,7 +467,7 @@ class ClaimLedgerService:
                     pass  # one of them is refused: each alone
                 for i in chunk:
                     try:
-                        answers[i] = _sent(self.contract.transact_call(calls[i], sender=member.account))
+                        answers[i] = _sent(self._send_step(member, calls[i]))
                     except ContractRevertError as exc:
                         answers[i] = {"error": exc.to_dict()}
         assert all(a is not None for a in answers)  # every step: refused up front, or sent
