@@ -33,6 +33,19 @@ from ledger.formats.x837_write import write_835, write_837p  # noqa: E402
 from ledger.node import free_port  # noqa: E402
 
 
+def wait_ready(http: httpx.Client, timeout_s: float = 120.0) -> None:
+    """The demo keys are printed before the server listens: wait (bounded) until it answers /readyz."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if http.get("/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("the gateway did not become ready")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--claims", type=int, default=10_000)
@@ -65,6 +78,7 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         try:
             with httpx.Client(base_url=url, timeout=900) as http:
+                wait_ready(http)
                 headers = {"Authorization": f"Bearer {keys['PROV-A']}", "Content-Type": "application/edi-x12"}
                 t = time.perf_counter()
                 r = http.post("/v1/imports/837", content=data, headers=headers)
