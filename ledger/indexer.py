@@ -22,12 +22,22 @@ from ledger.chain import OUTCOMES, ChainEvent, ContractAbi
 from ledger.compiler import load_artifact
 from ledger.errors import IndexIntegrityError
 from ledger.rpc import RpcClient
-from ledger.store import indexed_blocks, indexed_claims, indexed_events, indexer_cursor, writing
+from ledger.store import bulk, indexed_blocks, indexed_claims, indexed_events, indexer_cursor, writing
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_BLOCKS = 2_000
 CURSOR_NAME = "claim-ledger"
+_CLAIM_COLUMNS = tuple(c.name for c in indexed_claims.columns)
+_EVENT_COLUMNS = tuple(c.name for c in indexed_events.columns)
+
+
+def _insert_statement(table: str, columns: tuple[str, ...]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+_CLAIMS_INSERT = _insert_statement("indexed_claims", _CLAIM_COLUMNS)
+_EVENTS_INSERT = _insert_statement("indexed_events", _EVENT_COLUMNS)
 
 
 def _jsonable(value: Any) -> Any:
@@ -255,12 +265,12 @@ class Indexer:
                 self._set_status(conn, claims, key, version, values, e.block_number)
             elif e.name == "ClaimVoided":
                 self._set_status(conn, claims, key, version, {"status": "voided"}, e.block_number)
+        # Straight through the driver (ledger.store.bulk): SQLAlchemy's per-row parameter handling was the
+        # larger part of the indexer's time under a stream of 1,000-claim batches.
         if claims:
-            # executemany takes its columns from the first row: give every row every column
-            columns = [c.name for c in indexed_claims.columns]
-            conn.execute(insert(indexed_claims), [{c: row.get(c) for c in columns} for row in claims.values()])
+            bulk(conn, _CLAIMS_INSERT, [tuple(row.get(c) for c in _CLAIM_COLUMNS) for row in claims.values()])
         if rows:
-            conn.execute(insert(indexed_events), rows)
+            bulk(conn, _EVENTS_INSERT, [tuple(row[c] for c in _EVENT_COLUMNS) for row in rows])
 
     @staticmethod
     def _set_status(
