@@ -225,6 +225,8 @@ class StepSender:
         for row in rows:
             receipt = self._wait_receipt(row.tx_hash, "a step sent again")
             status = "mined" if int(receipt["status"], 16) == 1 else "reverted"
+            if status == "reverted":  # the chain around it came back in another order: the step no longer holds
+                log.error("step %s (nonce %d) sent again was refused by the contract this time", row.tx_hash, row.nonce)
             self._mark(row.tx_hash, status, int(receipt["blockNumber"], 16))
         self.resent += len(rows)
         return len(rows)
