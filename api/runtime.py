@@ -279,6 +279,7 @@ def _node_for(settings: Settings, *, serve: bool) -> tuple[LocalNode | None, str
         port=settings.node_port,
         gas_limit=settings.node_gas_limit,
         block_time=settings.node_block_time_s,
+        state_interval=settings.node_state_interval_s,
     )
     node = LocalNode(config).start()
     tmp = _node_file(settings).with_suffix(".tmp")

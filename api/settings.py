@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ledger.node import DEFAULT_STATE_INTERVAL_S
 from ledger.store import sqlite_url
 
 DEFAULT_DATA_DIR = Path("data")
@@ -71,6 +72,10 @@ class Settings(BaseSettings):
     """The embedded node mines a block every this many seconds instead of one per transaction
     (automine). Automine answers soonest; on a large ledger, where anvil rebuilds its state trie
     at every block, blocks of many transactions keep the rate up (README, Figures)."""
+    node_state_interval_s: int = Field(default=DEFAULT_STATE_INTERVAL_S, ge=1)
+    """The embedded node saves its state this often (and on a clean stop). A save writes the whole state,
+    about 2 KB a claim; a crash of the node loses at most this many seconds of blocks, and each gateway's
+    outbox sends its own transactions of that window again."""
     max_tx_gas: int = Field(default=100_000_000, ge=1_000_000)
     """The most gas one submission transaction may use (a 1,000-claim batch needs about 55M)."""
     pipeline_max_wait_ms: float = Field(default=5.0, ge=0)

@@ -12,12 +12,14 @@ Every caller gets its own :class:`SubmissionResult` through a Future.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from concurrent.futures import wait as futures_wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,7 +32,7 @@ from ledger.chain import ClaimSubmission, ContractAbi
 from ledger.compiler import load_artifact
 from ledger.errors import ChainUnavailableError, ContractRevertError, LedgerError
 from ledger.rpc import RpcClient, RpcError
-from ledger.store import bulk, outbox, submissions, writing
+from ledger.store import GroupCommit, bulk, outbox, submissions, writing
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,29 @@ class _InFlight:
     data: bytes
     items: list[_Pending]
     submission_ids: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class _MinedRecord:
+    """What the store keeps of a mined transaction: its outbox row's status and each claim's result."""
+
+    outbox_id: int
+    tx_hash: str
+    block: int
+    results: list[SubmissionResult]
+
+
+def _log_record_failure(record: _MinedRecord, written: Future[None]) -> None:
+    error = written.exception()
+    if error is not None:  # the claims are on chain and answered; only the store's bookkeeping is behind
+        log.error(
+            "the records of mined transaction %s (outbox %d, block %d) could not be written: %s; "
+            "they are settled again from the chain on the next reconcile",
+            record.tx_hash,
+            record.outbox_id,
+            record.block,
+            error,
+        )
 
 
 def _hex(b: bytes) -> str:
@@ -268,6 +293,13 @@ class SubmissionPipeline(ClaimBatcher):
         self._nonce = 0
         self._fees: tuple[int, int] = (0, 0)
         self.reconciled_resends = 0
+        # A mined transaction's records are written by a writer of their own, several transactions in one
+        # SQL transaction, after its callers have their answers: the chain holds the outcome, the store
+        # holds the bookkeeping, and the receipt thread goes on to the next receipt rather than waiting for
+        # the store's one writer. flush_records() waits for what is handed over and not yet written.
+        self._records: GroupCommit[_MinedRecord] = GroupCommit(self._write_records, name="pipeline-records")
+        self._recording: list[Future[None]] = []
+        self._recording_lock = threading.Lock()
 
     # -------------------------------------------------------------- lifecycle
 
@@ -303,6 +335,7 @@ class SubmissionPipeline(ClaimBatcher):
         for t in self._threads[1:]:
             t.join(max(0.0, deadline - time.monotonic()))
         self._threads = []
+        self.flush_records(max(0.0, deadline - time.monotonic()))
 
     # -------------------------------------------------------------- batching and sending
 
@@ -535,6 +568,7 @@ class SubmissionPipeline(ClaimBatcher):
     def _resend_missing(self) -> None:
         """Send again, in nonce order and with the same bytes, every outbox transaction the chain lacks;
         settle again the records of those that had been mined already (they land in new blocks)."""
+        self.flush_records()
         chain_nonce = self.rpc.nonce(self.account.address, "latest")
         rows = self._outbox_rows_from(chain_nonce)
         for row in rows:
@@ -561,10 +595,10 @@ class SubmissionPipeline(ClaimBatcher):
             results = assign_results(
                 claims, events, tx_hash=flight.tx_hash, block_number=block, submission_ids=flight.submission_ids
             )
-            self._record(flight.outbox_id, "mined", block, results)
             for p, r in zip(flight.items, results, strict=True):
                 if not p.future.done():
                     p.future.set_result(r)
+            self._record_later(_MinedRecord(flight.outbox_id, flight.tx_hash, block, results))
             return
         # Reverted: one claim of the batch broke a rule the contract enforces. Find it, fail it, send the rest again.
         error = self._revert_reason(flight.data, block)
@@ -608,6 +642,37 @@ class SubmissionPipeline(ClaimBatcher):
             "Revert", {"reason": "the batch reverted and replaying it gave no reason"}, call="submitClaims"
         )
 
+    def _record_later(self, record: _MinedRecord) -> None:
+        written = self._records.submit_future([record])
+        with self._recording_lock:
+            self._recording = [f for f in self._recording if not f.done()]
+            self._recording.append(written)
+        written.add_done_callback(functools.partial(_log_record_failure, record))
+
+    def flush_records(self, timeout: float | None = None) -> None:
+        """Wait until the records of every mined transaction settled so far are written."""
+        with self._recording_lock:
+            pending, self._recording = self._recording, []
+        futures_wait(pending, timeout=timeout)
+
+    def _write_records(self, records: list[_MinedRecord]) -> None:
+        now = int(time.time())
+        with writing(self.engine) as conn:
+            bulk(
+                conn,
+                "UPDATE outbox SET status = ?, block_number = ?, updated_at = ? WHERE id = ?",
+                [("mined", r.block, now, r.outbox_id) for r in records],
+            )
+            bulk(
+                conn,
+                "UPDATE submissions SET status = ?, version = ?, result = ?, updated_at = ? WHERE id = ?",
+                [
+                    (x.status, x.version, orjson.dumps(x).decode(), now, x.submission_id)
+                    for r in records
+                    for x in r.results
+                ],
+            )
+
     def _record(
         self,
         outbox_id: int,
@@ -647,6 +712,7 @@ class SubmissionPipeline(ClaimBatcher):
         last blocks) is sent again with its same bytes, in nonce order; every one the chain has
         gets its submission records settled from its receipt.
         """
+        self.flush_records()
         chain_nonce = self.rpc.nonce(self.account.address, "latest")
         with self.engine.connect() as conn:
             open_rows = [
