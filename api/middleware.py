@@ -10,11 +10,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,10 @@ SAVED_HEADERS = ("content-type", "location")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 IMPORT_PREFIX = "/v1/imports/"  # files (X12, FHIR) may be larger than a JSON body: settings.max_import_bytes
 UNAUDITED_PREFIXES = ("/v1/admin", "/v1/me")
+# Request ids: this process's random prefix and a counter (unique across processes and restarts without
+# a uuid4 per request, whose os.urandom lets go of the GIL and waits behind the gateway's threads for it).
+_REQUEST_ID_PREFIX = os.urandom(8).hex()
+_REQUEST_COUNTER = itertools.count(1)
 
 
 @dataclass
@@ -87,7 +92,7 @@ class ObservabilityMiddleware:
         started = time.perf_counter()
         headers = Headers(scope=scope)
         given = headers.get(REQUEST_ID_HEADER, "")
-        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request_id = given if _REQUEST_ID.fullmatch(given) else f"{_REQUEST_ID_PREFIX}{next(_REQUEST_COUNTER):016x}"
         scope.setdefault("state", {})
         ctx = RequestContext(request_id)
         scope["state"]["ctx"] = ctx
