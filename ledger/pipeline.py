@@ -595,10 +595,12 @@ class SubmissionPipeline(ClaimBatcher):
             results = assign_results(
                 claims, events, tx_hash=flight.tx_hash, block_number=block, submission_ids=flight.submission_ids
             )
+            # Handed to the records writer before the callers hear (so flush_records() after an answer
+            # covers it), and not waited for: the answer does not wait on the store's one writer.
+            self._record_later(_MinedRecord(flight.outbox_id, flight.tx_hash, block, results))
             for p, r in zip(flight.items, results, strict=True):
                 if not p.future.done():
                     p.future.set_result(r)
-            self._record_later(_MinedRecord(flight.outbox_id, flight.tx_hash, block, results))
             return
         # Reverted: one claim of the batch broke a rule the contract enforces. Find it, fail it, send the rest again.
         error = self._revert_reason(flight.data, block)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 from collections import Counter
@@ -17,6 +18,7 @@ from ledger.chain import ClaimSubmission
 from ledger.errors import ChainUnavailableError, ContractRevertError
 from ledger.pipeline import SubmissionPipeline, SubmissionResult
 from ledger.rpc import RpcClient
+from ledger.store import GroupCommit
 from tests.integration.pipeline_fixtures import (
     Ledger,
     ledger_on_new_node,
@@ -322,3 +324,39 @@ def test_a_receipt_the_node_pruned_fails_its_callers_instead_of_hanging(pruning_
     assert again.status == "duplicate" and again.exact_key == "0x" + lost.exact_key.hex()
     pipeline.stop()
     assert {r["status"] for r in outbox_rows(engine)} == {"mined"}
+
+
+def test_records_are_written_after_the_answers_and_a_failed_write_is_settled_again(
+    ledger: Ledger, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A mined transaction's callers hear their results before its records are written (by the pipeline's
+    records writer); when that write fails it is logged, and reconcile settles the records from the chain."""
+    engine = new_engine(tmp_path / "records.db")
+    pipeline = ledger.pipeline(engine)
+    claims = [ledger.submission(synthetic_claim(k, seed=31)) for k in range(3)]
+    real_write = pipeline._write_records
+    failures: list[int] = []
+
+    def failing_write(records: Any) -> None:
+        failures.append(len(records))
+        raise RuntimeError("disk full (injected)")
+
+    pipeline._write_records = failing_write  # type: ignore[method-assign]
+    pipeline._records = GroupCommit(pipeline._write_records, name="pipeline-records-test")
+    pipeline.start()
+    with caplog.at_level(logging.ERROR, logger="ledger.pipeline"):
+        results = [f.result(30) for f in pipeline.submit_many(claims)]
+        pipeline.flush_records(10)
+    assert [r.status for r in results] == ["recorded"] * 3  # answered from the receipt, records or not
+    assert failures, "the records writer was not called"
+    assert any("could not be written" in r.getMessage() for r in caplog.records)
+    assert {r["status"] for r in outbox_rows(engine)} == {"sent"}
+    assert {r["status"] for r in submission_rows(engine)} == {"pending"}
+
+    pipeline._write_records = real_write  # type: ignore[method-assign]
+    pipeline._records = GroupCommit(pipeline._write_records, name="pipeline-records")
+    pipeline.reconcile()
+    assert {r["status"] for r in outbox_rows(engine)} == {"mined"}
+    settled = {r["exact_key"]: r["status"] for r in submission_rows(engine)}
+    assert settled == {c.exact_key: "recorded" for c in claims}
+    pipeline.stop()
