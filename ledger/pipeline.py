@@ -294,9 +294,9 @@ class SubmissionPipeline(ClaimBatcher):
         self._fees: tuple[int, int] = (0, 0)
         self.reconciled_resends = 0
         # A mined transaction's records are written by a writer of their own, several transactions in one
-        # SQL transaction, after its callers have their answers: the chain holds the outcome, the store
-        # holds the bookkeeping, and the receipt thread goes on to the next receipt rather than waiting for
-        # the store's one writer. flush_records() waits for what is handed over and not yet written.
+        # SQL transaction, and its callers' answers do not wait for that write: the chain holds the outcome,
+        # the store the bookkeeping, and the receipt thread goes on to the next receipt rather than waiting
+        # for the store's one writer. flush_records() waits for what is handed over and not yet written.
         self._records: GroupCommit[_MinedRecord] = GroupCommit(self._write_records, name="pipeline-records")
         self._recording: list[Future[None]] = []
         self._recording_lock = threading.Lock()
