@@ -53,6 +53,26 @@ def connect(rpc_url: str, *, poa: bool | None = None, timeout: float = DEFAULT_R
     return w3
 
 
+def sign_call(
+    account: Any, *, chain_id: int, nonce: int, to: str, data: bytes, gas: int, max_fee: int, tip: int = 0
+) -> tuple[str, bytes]:
+    """A contract call signed as an EIP-1559 transaction by ``account`` (a LocalAccount): its hash
+    (0x hex) and raw bytes, ready to store in the outbox and send."""
+    tx: dict[str, Any] = {
+        "type": 2,
+        "chainId": chain_id,
+        "nonce": nonce,
+        "to": to,
+        "value": 0,
+        "data": data,
+        "gas": gas,
+        "maxFeePerGas": max_fee,
+        "maxPriorityFeePerGas": tip,
+    }
+    signed = account.sign_transaction(tx)
+    return "0x" + bytes(signed.hash).hex(), bytes(signed.raw_transaction)
+
+
 def org_id(name: str) -> bytes:
     """The on-chain id of an organisation: its identifier string, right-padded to 32 bytes."""
     raw = name.encode("ascii")

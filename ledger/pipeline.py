@@ -28,7 +28,7 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
 from ledger.calldata import SubmissionEvent, decode_submission_logs, encode_submit_claims
-from ledger.chain import ClaimSubmission, ContractAbi
+from ledger.chain import ClaimSubmission, ContractAbi, sign_call
 from ledger.compiler import load_artifact
 from ledger.errors import ChainUnavailableError, ContractRevertError, LedgerError
 from ledger.rpc import RpcClient, RpcError
@@ -354,19 +354,18 @@ class SubmissionPipeline(ClaimBatcher):
     def _sign(self, claims: Sequence[ClaimSubmission], nonce: int) -> tuple[str, bytes, bytes]:
         max_fee, tip = self._fees
         data = encode_submit_claims(claims)
-        tx: dict[str, Any] = {
-            "type": 2,
-            "chainId": self._chain_id,
-            "nonce": nonce,
-            "to": self.address,
-            "value": 0,
-            "data": data,
-            "gas": min(estimate_gas(claims), max(self.max_tx_gas, GAS_PER_TX + GAS_PER_CLAIM)),
-            "maxFeePerGas": max_fee,
-            "maxPriorityFeePerGas": tip,
-        }
-        signed = self.account.sign_transaction(tx)
-        return _hex(bytes(signed.hash)), bytes(signed.raw_transaction), data
+        gas = min(estimate_gas(claims), max(self.max_tx_gas, GAS_PER_TX + GAS_PER_CLAIM))
+        tx_hash, raw = sign_call(
+            self.account,
+            chain_id=self._chain_id,
+            nonce=nonce,
+            to=self.address,
+            data=data,
+            gas=gas,
+            max_fee=max_fee,
+            tip=tip,
+        )
+        return tx_hash, raw, data
 
     def _sign_store_send(self, batch: list[_Pending]) -> None:
         claims = [p.claim for p in batch]

@@ -22,7 +22,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import Engine, delete, insert, select, update
 
-from ledger.chain import ContractAbi, TransactionOutcome, outcome_of
+from ledger.chain import ContractAbi, TransactionOutcome, outcome_of, sign_call
 from ledger.errors import ChainUnavailableError, ContractRevertError, LedgerError
 from ledger.rpc import RpcClient, RpcError
 from ledger.store import outbox, writing
@@ -108,19 +108,15 @@ class StepSender:
     def _sign(self, account: LocalAccount, data: bytes, nonce: int, estimate: int) -> tuple[str, bytes]:
         if self._chain_id is None:
             self._chain_id = self.rpc.chain_id()
-        tx: dict[str, Any] = {
-            "type": 2,
-            "chainId": self._chain_id,
-            "nonce": nonce,
-            "to": self.address,
-            "value": 0,
-            "data": data,
-            "gas": int(estimate * GAS_HEADROOM) + GAS_EXTRA,
-            "maxFeePerGas": max(self.rpc.gas_price() * 2, 1),
-            "maxPriorityFeePerGas": 0,
-        }
-        signed = account.sign_transaction(tx)
-        return "0x" + bytes(signed.hash).hex(), bytes(signed.raw_transaction)
+        return sign_call(
+            account,
+            chain_id=self._chain_id,
+            nonce=nonce,
+            to=self.address,
+            data=data,
+            gas=int(estimate * GAS_HEADROOM) + GAS_EXTRA,
+            max_fee=max(self.rpc.gas_price() * 2, 1),
+        )
 
     def _store(self, address: str, nonce: int, tx_hash: str, raw: bytes) -> None:
         now = int(time.time())
