@@ -23,10 +23,12 @@ from web3 import Web3
 
 from ledger.chain import ZERO32, ClaimLedgerContract, ClaimSubmission, connect
 from ledger.claim import Claim
-from ledger.fingerprint import FingerprintKey, fingerprint
+from ledger.documents import DocumentKey, DocumentVault
+from ledger.fingerprint import FingerprintKey, Keyring, fingerprint
 from ledger.node import DEV_MNEMONIC, LocalNode, NodeConfig
 from ledger.pipeline import SubmissionPipeline
 from ledger.rpc import RpcClient
+from ledger.service import ClaimLedgerService
 from ledger.store import make_engine, outbox, sqlite_url, submissions
 
 BIG_GAS_LIMIT = 1_000_000_000
@@ -302,3 +304,20 @@ def outbox_rows(engine: Engine) -> list[dict[str, Any]]:
 def submission_rows(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(select(submissions).order_by(submissions.c.id)).mappings()]
+
+
+def gateway_service(node: LocalNode, tmp_path: Path) -> tuple[Ledger, ClaimLedgerService, Keyring, Engine]:
+    """A deployed ledger on ``node`` and a gateway's service over it (SQLite, document vault, keyring in
+    ``tmp_path``); close the service when done."""
+    keyring = Keyring.generate(tmp_path / "keyring.json")
+    ledger = setup_ledger(node, keyring.current)
+    engine = new_engine(tmp_path / "gateway.sqlite")
+    service = ClaimLedgerService(
+        rpc_url=node.rpc_url,
+        contract=ledger.contract,
+        engine=engine,
+        keyring=keyring,
+        vault=DocumentVault(engine, DocumentKey.load_or_create(tmp_path / "document.key")),
+        max_tx_gas=PIPELINE_MAX_TX_GAS,
+    )
+    return ledger, service, keyring, engine

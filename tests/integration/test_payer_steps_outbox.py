@@ -10,20 +10,16 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from ledger.documents import DocumentKey, DocumentVault
 from ledger.errors import ContractRevertError
-from ledger.fingerprint import Keyring
 from ledger.service import ClaimLedgerService, Member
 from ledger.steps import STEP_CLAIM_COUNT
 from ledger.store import outbox
 from tests.factories import make_claim_data
 from tests.integration.pipeline_fixtures import (
     PAYER_X_INDEX,
-    PIPELINE_MAX_TX_GAS,
     Ledger,
     dev_account,
-    new_engine,
-    setup_ledger,
+    gateway_service,
     start_node,
 )
 from tests.integration.test_pipeline_crash import saved_nonce, wait_saved_through
@@ -32,17 +28,7 @@ from tests.integration.test_pipeline_crash import saved_nonce, wait_saved_throug
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[tuple[Ledger, ClaimLedgerService, Any]]:
     node = start_node(tmp_path / "node", state_interval=1)
-    keyring = Keyring.generate(tmp_path / "keyring.json")
-    ledger = setup_ledger(node, keyring.current)
-    engine = new_engine(tmp_path / "gateway.sqlite")
-    service = ClaimLedgerService(
-        rpc_url=node.rpc_url,
-        contract=ledger.contract,
-        engine=engine,
-        keyring=keyring,
-        vault=DocumentVault(engine, DocumentKey.load_or_create(tmp_path / "document.key")),
-        max_tx_gas=PIPELINE_MAX_TX_GAS,
-    )
+    ledger, service, _, engine = gateway_service(node, tmp_path)
     try:
         yield ledger, service, engine
     finally:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from ledger.documents import DocumentKey, DocumentVault
 from ledger.errors import ClaimNotFoundError, ContractRevertError, PermissionDeniedError
 from ledger.fingerprint import Keyring
 from ledger.service import ClaimLedgerService, Member, PayerStep
@@ -18,11 +17,9 @@ from tests.factories import make_claim_data, make_line_data
 from tests.integration.pipeline_fixtures import (
     PAYER_X_INDEX,
     PAYER_Y_INDEX,
-    PIPELINE_MAX_TX_GAS,
     Ledger,
     dev_account,
-    new_engine,
-    setup_ledger,
+    gateway_service,
     start_node,
 )
 
@@ -30,17 +27,7 @@ from tests.integration.pipeline_fixtures import (
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[tuple[Ledger, ClaimLedgerService, Keyring, Path]]:
     node = start_node(tmp_path / "node")
-    keyring = Keyring.generate(tmp_path / "keyring.json")
-    ledger = setup_ledger(node, keyring.current)
-    engine = new_engine(tmp_path / "gateway.sqlite")
-    service = ClaimLedgerService(
-        rpc_url=node.rpc_url,
-        contract=ledger.contract,
-        engine=engine,
-        keyring=keyring,
-        vault=DocumentVault(engine, DocumentKey.load_or_create(tmp_path / "document.key")),
-        max_tx_gas=PIPELINE_MAX_TX_GAS,
-    )
+    ledger, service, keyring, _ = gateway_service(node, tmp_path)
     try:
         yield ledger, service, keyring, tmp_path
     finally:
