@@ -2,10 +2,17 @@
 number of requests and stops.
 
 Run: .venv/bin/python scripts/bench_gateway.py [--single N] [--clients 64] [--batches 5] [--warmup 200]
+         [--data-dir DIR] [--prefill N --prefill-clients 32]
 
-Starts `claimledger serve` (embedded node, SQLite) in a fresh data folder, reads the demo keys it
-prints, then measures single-claim POSTs from --clients concurrent clients (claims/s, p50, p99
-latency) and batch POSTs of 1,000 claims end to end (recorded and indexed).
+Starts `claimledger serve` (embedded node, SQLite) in a fresh data folder (or --data-dir, kept, and
+used again by the next run), reads the demo keys it prints (kept in the folder as bench-keys.json),
+then measures single-claim POSTs from --clients concurrent clients (claims/s, p50, p99 latency) and
+batch POSTs of 1,000 claims end to end (recorded and indexed).
+
+--prefill N first adds N claims in batches of 1,000 (not timed as the figure; its rate is printed
+every 100,000 claims), so that the figures are taken on a ledger of that size. The gateway's
+settings come from the environment as usual (CLAIMLEDGER_NODE_BLOCK_TIME_S and so on). Every run's
+claim ids carry a salt of their own, so a run on a kept folder sends no duplicates.
 
 The load comes from one asyncio process (aiohttp on uvloop): --clients connections, each sending
 its next claim as soon as its last one is answered, every claim distinct, every answer checked to
@@ -18,14 +25,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
+import secrets
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import aiohttp
@@ -62,7 +72,11 @@ def claim(i: int, salt: str) -> dict:
     }
 
 
+KEYS_FILE = "bench-keys.json"
+
+
 def start_gateway(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    kept = data_dir / KEYS_FILE
     env = {
         **os.environ,
         "CLAIMLEDGER_DATA_DIR": str(data_dir),
@@ -76,17 +90,20 @@ def start_gateway(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], dic
         stderr=subprocess.STDOUT,
         text=True,
     )
-    keys: dict[str, str] = {}
+    keys: dict[str, str] = json.loads(kept.read_text()) if kept.exists() else {}
     deadline = time.monotonic() + 120
     assert proc.stdout is not None
-    for line in proc.stdout:
+    for line in proc.stdout if not keys else ():
         m = re.match(r"\s+(\S+)\s+(clk_\S+)", line)
         if m:
             keys[m.group(1)] = m.group(2)
         if line.startswith("Use one as"):
+            kept.write_text(json.dumps(keys))
             break
         if time.monotonic() > deadline:
             raise SystemExit("the gateway did not print its demo keys in time")
+    if not keys:
+        raise SystemExit(f"the gateway printed no demo keys and {kept} does not exist")
     threading.Thread(target=lambda: [print(line, end="") for line in proc.stdout], daemon=True).start()  # drain
     return proc, keys
 
@@ -129,56 +146,90 @@ async def single_posts(
     return time.perf_counter() - t0, latencies, statuses
 
 
+async def post_batches(
+    http: aiohttp.ClientSession, url: str, batches: Iterable[bytes], clients: int, progress: int = 0
+) -> tuple[int, list[str]]:
+    """POST every batch from ``clients`` concurrent clients, each one batch after the other; (claims
+    recorded, each batch's last ref). With ``progress``, prints the rate of every ``progress`` claims."""
+    recorded = 0
+    lasts: list[str] = []
+    todo = iter(batches)
+    mark = [time.perf_counter(), 0]
+
+    async def batch_client() -> None:
+        nonlocal recorded
+        for body in todo:
+            async with http.post(url + "/v1/claims/batch", data=body, headers=JSON) as r:
+                answer = await r.read()
+                if r.status not in (200, 207):
+                    raise SystemExit(f"batch POST answered {r.status}: {answer[:300]!r}")
+            results = orjson.loads(answer)["results"]
+            recorded += sum(1 for c in results if c["status"] == "recorded")
+            lasts.append(results[-1]["ref"])
+            if progress and recorded - mark[1] >= progress:
+                now = time.perf_counter()
+                print(
+                    f"  {recorded:>10,} claims added, the last {recorded - mark[1]:,} at "
+                    f"{(recorded - mark[1]) / (now - mark[0]):,.0f} claims/s",
+                    flush=True,
+                )
+                mark[:] = [now, recorded]
+
+    await asyncio.gather(*(batch_client() for _ in range(clients)))
+    return recorded, lasts
+
+
+async def wait_indexed(http: aiohttp.ClientSession, url: str, refs: list[str]) -> None:
+    """Until every ref reads back from the index (200)."""
+    for ref in refs:
+        while True:
+            async with http.get(f"{url}/v1/claims/{ref}") as r:
+                await r.read()
+                if r.status == 200:
+                    break
+            await asyncio.sleep(0.01)
+
+
 async def run(args: argparse.Namespace, url: str, key: str) -> None:
     auth = {"Authorization": f"Bearer {key}"}
-    timeout = aiohttp.ClientTimeout(total=300)
-    warm = [orjson.dumps(claim(i, "W")) for i in range(args.warmup)]
-    bodies = [orjson.dumps(claim(i, "S")) for i in range(args.single)]
-    batches = [orjson.dumps({"claims": [claim(i, f"B{b}") for i in range(1000)]}) for b in range(args.batches)]
+    timeout = aiohttp.ClientTimeout(total=600)
+    salt = secrets.token_hex(3).upper()  # this run's: a kept data folder already holds earlier runs' claims
+    if args.prefill:
+        async with aiohttp.ClientSession(headers=auth, timeout=timeout) as http:
+            await wait_ready(http, url)
+            print(f"prefill: {args.prefill:,} claims from {args.prefill_clients} clients", flush=True)
+            fill = (
+                orjson.dumps({"claims": [claim(i, f"{salt}P{b}") for i in range(1000)]})
+                for b in range(args.prefill // 1000)
+            )
+            t0 = time.perf_counter()
+            added, lasts = await post_batches(http, url, fill, args.prefill_clients, progress=100_000)
+            await wait_indexed(http, url, lasts[-args.prefill_clients :])
+            print(f"prefill: {added:,} claims in {time.perf_counter() - t0:,.0f} s", flush=True)
+    warm = [orjson.dumps(claim(i, f"{salt}W")) for i in range(args.warmup)]
+    bodies = [orjson.dumps(claim(i, f"{salt}S")) for i in range(args.single)]
+    batches = [orjson.dumps({"claims": [claim(i, f"{salt}B{b}") for i in range(1000)]}) for b in range(args.batches)]
     connector = aiohttp.TCPConnector(limit=args.clients, limit_per_host=args.clients)
     async with aiohttp.ClientSession(headers=auth, connector=connector, timeout=timeout) as http:
         await wait_ready(http, url)
         if warm:
             await single_posts(http, url, warm, args.clients)
         seconds, latencies, statuses = await single_posts(http, url, bodies, args.clients)
-    single_rate = args.single / seconds
-    latencies.sort()
-    p50 = statistics.median(latencies) * 1000
-    p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
 
-    # --batch-clients clients, each one batch after the other on a connection of its own.
-    batch_claims = 0
-    lasts: list[str] = []
-    todo = iter(batches)
     async with aiohttp.ClientSession(headers=auth, timeout=timeout) as http:
-
-        async def batch_client() -> None:
-            nonlocal batch_claims
-            for body in todo:
-                async with http.post(url + "/v1/claims/batch", data=body, headers=JSON) as r:
-                    answer = await r.read()
-                    if r.status not in (200, 207):
-                        raise SystemExit(f"batch POST answered {r.status}: {answer[:300]!r}")
-                results = orjson.loads(answer)["results"]
-                batch_claims += sum(1 for c in results if c["status"] == "recorded")
-                lasts.append(results[-1]["ref"])
-
         t0 = time.perf_counter()
-        await asyncio.gather(*(batch_client() for _ in range(args.batch_clients)))
-        # end to end: until every batch is in the index (a read of each batch's last claim)
-        for last in lasts:
-            while True:
-                async with http.get(f"{url}/v1/claims/{last}") as r:
-                    await r.read()
-                    if r.status == 200:
-                        break
-                await asyncio.sleep(0.01)
+        batch_claims, lasts = await post_batches(http, url, batches, args.batch_clients)
+        await wait_indexed(http, url, lasts)  # end to end: until every batch is in the index
         batch_rate = batch_claims / (time.perf_counter() - t0)
 
     print(f"{'what':58} {'figure':>10}")
-    print(f"{f'single-claim POSTs, {args.clients} clients (claims/s)':58} {single_rate:10,.0f}")
-    print(f"{'  latency p50 / p99 (ms)':58} {p50:5.0f} / {p99:.0f}")
-    print(f"{'  answers':58} {statuses}")
+    if args.single:
+        latencies.sort()
+        p50 = statistics.median(latencies) * 1000
+        p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
+        print(f"{f'single-claim POSTs, {args.clients} clients (claims/s)':58} {args.single / seconds:10,.0f}")
+        print(f"{'  latency p50 / p99 (ms)':58} {p50:5.0f} / {p99:.0f}")
+        print(f"{'  answers':58} {statuses}")
     label = f"batch POSTs of 1,000 from {args.batch_clients} client(s), recorded and indexed (claims/s)"
     print(f"{label:58} {batch_rate:10,.0f}")
     if statuses.get(201, 0) != args.single or batch_claims != 1000 * args.batches:
@@ -192,10 +243,13 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--batch-clients", type=int, default=1, help="batch POSTs sent concurrently")
+    ap.add_argument("--data-dir", type=Path, help="a data folder to use and keep (default: a fresh one, removed)")
+    ap.add_argument("--prefill", type=int, default=0, help="claims to add first, in batches of 1,000")
+    ap.add_argument("--prefill-clients", type=int, default=32)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        proc, keys = start_gateway(Path(tmp) / "data", port)
+        proc, keys = start_gateway(args.data_dir or Path(tmp) / "data", port)
         try:
             try:
                 import uvloop
