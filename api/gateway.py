@@ -23,6 +23,10 @@ from ledger.consortium import KEY_LOOKUP_CHARS, hash_key
 from ledger.service import Member
 
 MAX_CACHED_KEYS = 10_000
+BATCH_CHECK_THREADS = 2
+"""Claim batches checked at once, each in a worker thread. Checking is pure CPU under one GIL: thirty
+concurrent batches in thirty threads starved the threads that send transactions and read receipts
+(batches waited past their 30 s for the chain); the others wait their turn on the event loop."""
 
 
 class Gateway:
@@ -34,6 +38,7 @@ class Gateway:
         self.runtime: Runtime | None = None
         self.idempotency: IdempotencyStore | None = None
         self.access_log: AccessLog | None = None
+        self.batch_checks: anyio.CapacityLimiter | None = None
         # API keys recently found good: sha256(key) -> (member, when checked). Forgotten on revocation
         # here or by a change of KEYS_CHANGED_FILE; any entry is checked again after settings.auth_cache_s.
         self._keys: dict[str, tuple[Member, float]] = {}
@@ -51,6 +56,7 @@ class Gateway:
         )
         self.idempotency.purge()
         self.access_log = runtime.access_log
+        self.batch_checks = anyio.CapacityLimiter(BATCH_CHECK_THREADS)  # attach() runs on the serving loop
         self.forget_keys()
 
     def detach(self) -> None:

@@ -135,10 +135,13 @@ def submit_documents(runtime: Runtime, member: Member, documents: Sequence[Any])
     return final
 
 
-async def submit_documents_async(runtime: Runtime, member: Member, documents: Sequence[Any]) -> list[ClaimResult]:
+async def submit_documents_async(
+    runtime: Runtime, member: Member, documents: Sequence[Any], *, checks: anyio.CapacityLimiter | None = None
+) -> list[ClaimResult]:
     """:func:`submit_documents` for a coroutine. A few original claims are checked and fingerprinted on
     the event loop and wait for their documents' write and for the chain without holding a thread; a
-    batch is checked in one worker thread; a replacement or void goes the thread way whole."""
+    batch is checked in one worker thread (``checks`` limits how many at once); a replacement or void
+    goes the thread way whole."""
     await ensure_node_async(runtime)
     if any(_changes_claim(d) is not None for d in documents):
         # A replacement or void reads the index for the claim it names: all of it in a worker thread.
@@ -159,7 +162,10 @@ async def submit_documents_async(runtime: Runtime, member: Member, documents: Se
             except WouldBlock:
                 queued = await anyio.to_thread.run_sync(lambda: service.queue_stored(staged))
     if queued is None:
-        queued = await anyio.to_thread.run_sync(lambda: service.queue(member, documents))
+        # The documents' write is awaited here, holding no thread.
+        staged = await anyio.to_thread.run_sync(lambda: service.stage(member, documents), limiter=checks)
+        await asyncio.wrap_future(staged.stored)
+        queued = await anyio.to_thread.run_sync(lambda: service.queue_stored(staged))
     queued_at = monotonic()
     rpc = service.rpc
 
@@ -318,7 +324,7 @@ async def submit_batch(
             f"a batch takes at most {limit} claims, not {len(batch.claims)}: split it",
             {"max_batch_claims": limit, "claims": len(batch.claims)},
         )
-    results = await submit_documents_async(runtime, member, batch.claims)
+    results = await submit_documents_async(runtime, member, batch.claims, checks=gateway.batch_checks)
     count_results(gateway, results)
     ctx.claims = refs_touched(results)
     summary = {str(status): n for status, n in Counter(r.status for r in results).items()}
