@@ -34,9 +34,10 @@ from ledger.deploy import ensure_deployed, load_deployment
 from ledger.documents import DocumentKey, DocumentVault
 from ledger.errors import ConfigurationError, LedgerError
 from ledger.fingerprint import Keyring
+from ledger.index_follower import IndexFollower
 from ledger.node import LocalNode, NodeConfig, rpc_answers
 from ledger.service import ClaimLedgerService
-from ledger.store import make_engine, metadata
+from ledger.store import create_tables, make_engine
 
 log = logging.getLogger("claimledger")
 
@@ -71,6 +72,7 @@ class Runtime:
     first_run_keys: list[IssuedKey] = field(default_factory=list)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _indexer: threading.Thread | None = None
+    _follower: IndexFollower | None = None
     _node_probe: asyncio.Future[bool] | None = None  # the probe under way, shared by the requests awaiting it
 
     # ------------------------------------------------------------------ opening
@@ -88,7 +90,7 @@ class Runtime:
             address, block = _deployment(settings, w3, operator)
             contract = ClaimLedgerContract(w3, address)
             engine = make_engine(settings.sql_url)
-            metadata.create_all(engine)  # the consortium and idempotency tables, if make_engine ran before
+            create_tables(engine)  # the consortium and idempotency tables, if make_engine ran before
             keyring = _keyring(settings)
             _accept_fingerprint_key(contract, keyring, operator)
             vault = DocumentVault(engine, DocumentKey.load_or_create(settings.document_key_file))
@@ -185,9 +187,26 @@ class Runtime:
     # ------------------------------------------------------------------ background indexer
 
     def start_indexer(self) -> None:
+        """Start following the chain into the index (a process of its own, or this thread's loop) and
+        the loop that resends lost payer steps and anchors the access log."""
         self._stopping.clear()
+        if self.settings.index_process:
+            self._follower = IndexFollower(
+                self.rpc_url,
+                self.contract.address,
+                self.settings.sql_url,
+                self.deployment_block,
+                self.settings.index_interval_s,
+                self.settings.log_level,
+            ).start()
         self._indexer = threading.Thread(target=self._index_loop, name="indexer", daemon=True)
         self._indexer.start()
+
+    def _keep_follower(self) -> None:
+        follower = self._follower
+        if follower is not None and not follower.running and not self._stopping.is_set():
+            log.error("indexer: its process ended (exit code %s); starting it again", follower.exit_code)
+            follower.start()
 
     def _index_loop(self) -> None:
         failing = False
@@ -195,7 +214,10 @@ class Runtime:
         next_step_check = time.monotonic()
         while not self._stopping.wait(self.settings.index_interval_s):
             try:
-                self.service.index()
+                if self._follower is None:
+                    self.service.index()
+                else:
+                    self._keep_follower()
                 if time.monotonic() >= next_step_check:  # payer steps a node restored from an older state lost
                     next_step_check = time.monotonic() + STEP_CHECK_S
                     self.service.resend_lost_steps()
@@ -227,6 +249,9 @@ class Runtime:
         if self._indexer is not None:
             self._indexer.join(10)
             self._indexer = None
+        if self._follower is not None:
+            self._follower.stop()
+            self._follower = None
         self.service.close()
         self.engine.dispose()
         if self.node is not None:

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     pipeline_max_in_flight: int = Field(default=4, ge=1)
     """Submission transactions a signing account has sent and not yet seen the receipt of."""
     index_interval_s: float = Field(default=0.25, gt=0)
+    index_process: bool = True
+    """Follow the chain into the index in a process of its own (ledger.index_follower), so that the
+    gateway's interpreter is left to HTTP and the pipeline; off: a thread of the gateway does it."""
     auth_cache_s: float = Field(default=5.0, ge=0)
     """How long an API key found good is taken without asking the store again (0: every request asks).
     A revocation through this gateway, or with the CLI over its data folder, takes effect at once."""

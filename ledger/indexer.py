@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from ledger.chain import OUTCOMES, ChainEvent, ContractAbi
 from ledger.compiler import load_artifact
@@ -46,6 +47,10 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return value
+
+
+class _Overtaken(Exception):
+    """Another indexer moved the cursor since this one read it: its range is already applied."""
 
 
 @dataclass(frozen=True)
@@ -126,8 +131,8 @@ class Indexer:
             while a <= last:
                 b = min(a + self.chunk_blocks - 1, last)
                 total += self._index_range(a, b, cursor)
-                cursor = self.cursor()
-                a = b + 1
+                cursor = self.cursor()  # b, or further if another indexer took the range first
+                a = cursor[0] + 1 if cursor else self.start_block
             return IndexProgress(first, last, total, rebuilt)
 
     def rebuild(self) -> IndexProgress:
@@ -136,7 +141,7 @@ class Indexer:
         return self.run_once()
 
     def _wipe(self) -> None:
-        with writing(self.engine) as conn:
+        with writing(self.engine, index=True) as conn:
             for table in (indexed_events, indexed_claims, indexed_blocks, indexer_cursor):
                 conn.execute(delete(table))
 
@@ -165,16 +170,37 @@ class Indexer:
         senders = self._senders({"0x" + e.transaction_hash.hex() for e in events if e.name == "DuplicateRefused"})
         for block_hash in {e.block_hash for e in events}:  # read before the write transaction, not inside it
             self._block_time("0x" + block_hash.hex())
-        with writing(self.engine) as conn:
-            self._apply(conn, events, senders)
-            conn.execute(
-                insert(indexed_blocks).values(number=b, hash=last_block["hash"], parent_hash=last_block["parentHash"])
-            )
-            values = {"contract": self.address, "block_number": b, "block_hash": last_block["hash"]}
-            if cursor is None:
-                conn.execute(insert(indexer_cursor).values(name=CURSOR_NAME, **values))
-            else:
-                conn.execute(update(indexer_cursor).where(indexer_cursor.c.name == CURSOR_NAME).values(**values))
+        values = {"contract": self.address, "block_number": b, "block_hash": last_block["hash"]}
+        try:
+            with writing(self.engine, index=True) as conn:
+                # The cursor moves first, from where this range began or not at all: another indexer over
+                # the same store (the gateway's follower process, a read catching up) may have taken the
+                # range already, and then this transaction writes nothing.
+                if cursor is None:
+                    try:
+                        conn.execute(insert(indexer_cursor).values(name=CURSOR_NAME, **values))
+                    except IntegrityError:
+                        raise _Overtaken from None
+                else:
+                    moved = conn.execute(
+                        update(indexer_cursor)
+                        .where(
+                            indexer_cursor.c.name == CURSOR_NAME,
+                            indexer_cursor.c.block_number == cursor[0],
+                            indexer_cursor.c.block_hash == cursor[1],
+                        )
+                        .values(**values)
+                    )
+                    if moved.rowcount != 1:
+                        raise _Overtaken
+                self._apply(conn, events, senders)
+                conn.execute(
+                    insert(indexed_blocks).values(
+                        number=b, hash=last_block["hash"], parent_hash=last_block["parentHash"]
+                    )
+                )
+        except _Overtaken:
+            return 0
         return len(events)
 
     def _senders(self, tx_hashes: set[str]) -> dict[str, str]:

@@ -8,8 +8,10 @@ index of chain events (derived: it can be rebuilt from block 0).
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -33,10 +35,13 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    make_url,
 )
 from sqlalchemy.exc import SQLAlchemyError
 
 from ledger.errors import StoreError
+
+log = logging.getLogger("claimledger.store")
 
 SQLITE_POOL_SIZE = 48
 IDLE_WRITER_S = 30.0  # a group commit's writer thread ends after this long without work
@@ -146,6 +151,13 @@ indexer_cursor = Table(
     Column("block_hash", String(66), nullable=False),
 )
 
+INDEX_TABLES = (indexed_events, indexed_claims, indexed_blocks, indexer_cursor)
+INDEX_SCHEMA = "chainindex"
+"""On SQLite the index of chain events lives in a file of its own beside the database (``<name>-index.db``),
+attached to every connection under this name: SQLite takes one writer a file, and the indexer's writes
+then wait for no other writer of the gateway, nor they for it. Queries name the tables unqualified, as on
+PostgreSQL, where the index shares the one database."""
+
 # ---------------------------------------------------------------- off-chain documents
 
 documents = Table(
@@ -211,17 +223,22 @@ _APPEND_ONLY_POSTGRES = (
 
 
 _SQLITE_WRITER = threading.RLock()
+_SQLITE_INDEX_WRITER = threading.RLock()
+_INDEX_APART: weakref.WeakSet[Engine] = weakref.WeakSet()  # SQLite engines whose index has a file of its own
 
 
 @contextmanager
-def writing(engine: Engine) -> Iterator[Connection]:
+def writing(engine: Engine, *, index: bool = False) -> Iterator[Connection]:
     """A write transaction. On SQLite, one at a time in this process: SQLite takes one writer at a
-    time anyway, and waiting here costs nothing where its busy handler sleeps 1 to 100 ms a try."""
+    time anyway, and waiting here costs nothing where its busy handler sleeps 1 to 100 ms a try.
+    ``index``: the transaction writes the index tables only (INDEX_TABLES), which on SQLite have a file
+    and so a writer of their own."""
     if engine.dialect.name != "sqlite":
         with engine.begin() as conn:
             yield conn
         return
-    with _SQLITE_WRITER, engine.begin() as conn:
+    lock = _SQLITE_INDEX_WRITER if index and engine in _INDEX_APART else _SQLITE_WRITER
+    with lock, engine.begin() as conn:
         yield conn
 
 
@@ -339,27 +356,41 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
 
 
+def index_file(database: Path) -> Path:
+    """Where the index of chain events is kept beside a SQLite database file."""
+    return database.with_name(f"{database.stem}-index{database.suffix or '.db'}")
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL, a busy timeout and foreign keys."""
+    """An engine for `url`, its tables made; SQLite gets WAL, a busy timeout, foreign keys, and (a file
+    database) its index in a file of its own (INDEX_SCHEMA)."""
     try:
         if url.startswith("sqlite"):
             # A pool as large as the gateway's thread pool: a connection opened and closed per request
             # costs its PRAGMAs and the WAL lock each time.
-            in_memory = url in ("sqlite://", "sqlite:///:memory:")
+            database = make_url(url).database
+            in_memory = database in (None, "", ":memory:")
             pool = {} if in_memory else {"pool_size": SQLITE_POOL_SIZE, "max_overflow": SQLITE_POOL_SIZE}
             engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **pool)
+            attach = None if in_memory else str(index_file(Path(str(database))))
 
             @event.listens_for(engine, "connect")
             def _pragmas(dbapi_connection: Any, _record: Any) -> None:
                 cur = dbapi_connection.cursor()
+                if attach is not None:
+                    cur.execute(f"ATTACH DATABASE ? AS {INDEX_SCHEMA}", (attach,))
+                    cur.execute(f"PRAGMA {INDEX_SCHEMA}.journal_mode=WAL")
+                    cur.execute(f"PRAGMA {INDEX_SCHEMA}.synchronous=NORMAL")
                 cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.close()
 
+            if attach is not None:
+                _INDEX_APART.add(engine)
         else:
             engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
-        metadata.create_all(engine)
+        create_tables(engine)
         statements = _APPEND_ONLY_SQLITE if url.startswith("sqlite") else _APPEND_ONLY_POSTGRES
         with engine.begin() as conn:
             for statement in statements:
@@ -367,6 +398,28 @@ def make_engine(url: str) -> Engine:
     except SQLAlchemyError as exc:
         raise StoreError(f"database at {_redact(url)} cannot be opened: {exc}") from exc
     return engine
+
+
+def create_tables(engine: Engine) -> None:
+    """Make whatever tables of ``metadata`` are missing (the index's in its own file on SQLite)."""
+    if engine not in _INDEX_APART:
+        metadata.create_all(engine)
+        return
+    names = [t.name for t in INDEX_TABLES]
+    with engine.begin() as conn:
+        marks = ", ".join("?" * len(names))
+        stale = conn.exec_driver_sql(
+            f"SELECT name FROM main.sqlite_master WHERE type = 'table' AND name IN ({marks})", tuple(names)
+        ).all()
+        if stale:
+            # A database from before the index had a file of its own: the index is derived from the chain,
+            # so it is dropped here and rebuilt there from the deployment block.
+            log.warning("moving the index of chain events to its own file: it is rebuilt from the chain")
+            for t in reversed(INDEX_TABLES):
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS main.{t.name}")
+    metadata.create_all(engine, tables=[t for t in metadata.sorted_tables if t not in INDEX_TABLES])
+    apart = engine.execution_options(schema_translate_map={None: INDEX_SCHEMA})
+    metadata.create_all(apart, tables=list(INDEX_TABLES))
 
 
 def _redact(url: str) -> str:
