@@ -202,6 +202,11 @@ class Runtime:
         self._indexer = threading.Thread(target=self._index_loop, name="indexer", daemon=True)
         self._indexer.start()
 
+    @property
+    def follower(self) -> IndexFollower | None:
+        """The indexer process, when the index is followed in one (settings.index_process)."""
+        return self._follower
+
     def _keep_follower(self) -> None:
         follower = self._follower
         if follower is not None and not follower.running and not self._stopping.is_set():

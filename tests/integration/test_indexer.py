@@ -18,8 +18,9 @@ from sqlalchemy import Engine, select
 
 from ledger.chain import ClaimSubmission
 from ledger.claim import Frequency
+from ledger.index_follower import IndexFollower
 from ledger.indexer import Indexer
-from ledger.store import indexed_claims, indexed_events, indexer_cursor
+from ledger.store import indexed_claims, indexed_events, indexer_cursor, sqlite_url
 from tests.integration.pipeline_fixtures import (
     OTHER_BILLING_NPI,
     Ledger,
@@ -255,6 +256,7 @@ def test_run_once_is_idempotent(ledger: Ledger, tmp_path: Path) -> None:
 
 INDEXER_SCRIPT = """
 import sys
+from ledger.index_follower import IndexFollower
 from ledger.indexer import Indexer
 from ledger.rpc import RpcClient
 from tests.integration.pipeline_fixtures import new_engine
@@ -358,3 +360,67 @@ def test_restored_older_node_state_rebuilds_index(
     assert index == rebuilt_index(ledger, tmp_path / "fresh.sqlite")
     # The claims of the lost history are gone from the index.
     assert not {s.exact_key for s in more} & {bytes(r[0]) for r in index["claims"]}
+
+
+# ------------------------------------------------------------------ two indexers over one store
+
+
+def test_a_range_another_indexer_applied_first_is_not_applied_again(ledger: Ledger, tmp_path: Path) -> None:
+    populate(ledger, tmp_path, payer_steps=False)
+    head = ledger.rpc().block_number()
+    engine = new_engine(tmp_path / "index.sqlite")
+    late = Indexer(ledger.rpc(), ledger.address, engine, start_block=0)
+    first = Indexer(ledger.rpc(), ledger.address, engine, start_block=0)
+    # `late` read an empty cursor; `first` then indexes everything; `late`'s range must write nothing.
+    assert late.cursor() is None
+    assert first.run_once().events > 0
+    before = dump_index(engine)
+    assert late._index_range(0, head, None) == 0
+    assert dump_index(engine) == before
+    # The same from a cursor that has moved on since it was read, over blocks with events.
+    stale = first.cursor()
+    assert stale is not None
+    populate(ledger, tmp_path, seed=31, payer_steps=False)
+    assert first.run_once().events > 0
+    after = dump_index(engine)
+    assert len(after["events"]) > len(before["events"])
+    assert late._index_range(stale[0] + 1, ledger.rpc().block_number(), stale) == 0
+    assert dump_index(engine) == after
+    assert cursor_block(engine) == ledger.rpc().block_number()
+
+
+def test_two_indexer_processes_racing_equal_one_rebuild(ledger: Ledger, tmp_path: Path) -> None:
+    populate(ledger, tmp_path, empty_blocks=40)
+    db = tmp_path / "index.sqlite"
+    new_engine(db)  # the schema, before the processes race to create it
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", INDEXER_SCRIPT, str(db), ledger.rpc_url, ledger.address],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and b"finished" in out, err.decode()[-2000:]
+    engine = new_engine(db)
+    assert cursor_block(engine) == ledger.rpc().block_number()
+    assert dump_index(engine) == rebuilt_index(ledger, tmp_path / "fresh.sqlite")
+
+
+def test_follower_process_keeps_the_index_and_ends_with_its_gateway(ledger: Ledger, tmp_path: Path) -> None:
+    db = tmp_path / "index.sqlite"
+    engine = new_engine(db)
+    follower = IndexFollower(ledger.rpc_url, ledger.address, sqlite_url(db), 0, 0.05).start()
+    try:
+        populate(ledger, tmp_path, payer_steps=True)
+        head = ledger.rpc().block_number()
+        wait_until(lambda: cursor_block(engine) == head, 60, "the follower to reach the head")
+        assert dump_index(engine) == rebuilt_index(ledger, tmp_path / "fresh.sqlite")
+        assert follower.running
+    finally:
+        follower.stop(timeout=10)
+    assert not follower.running and follower.exit_code is None  # stopped and forgotten
