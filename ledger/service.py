@@ -287,13 +287,14 @@ class ClaimLedgerService:
             raise PermissionDeniedError(f"{member.name} is a {member.role}: only providers submit claims")
         outcomes: list[ClaimOutcome | None] = [None] * len(documents)
         ready: list[tuple[int, Claim, ClaimSubmission]] = []
+        keys = self.keyring.active_keys()
         for i, data in enumerate(documents):
             claim, problems = self.prepare(data, blocking=blocking)
             if problems:
                 ref = claim.claim_id if claim is not None else _claim_ref(data)
                 outcomes[i] = ClaimOutcome("invalid", ref, problems=[p.to_dict() for p in problems])
                 continue
-            prints = fingerprints_for_rotation(claim, self.keyring)
+            prints = fingerprints_for_rotation(claim, self.keyring, keys=keys)
             current = prints[0]
             if not blocking and (len(prints) > 1 or claim.frequency is not Frequency.ORIGINAL):
                 raise WouldBlock("a key being retired, or a replacement or void, asks the node")
