@@ -23,7 +23,6 @@ from concurrent.futures import wait as futures_wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import orjson
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
@@ -39,6 +38,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_BATCH = 1000
 DEFAULT_MAX_WAIT_MS = 5.0
 DEFAULT_MAX_IN_FLIGHT = 4
+_SETTLE_SUBMISSION = "UPDATE submissions SET status = ?, version = ?, updated_at = ? WHERE id = ?"
+"""A claim's record once its transaction is mined: what the chain said (recorded, duplicate, voided, failed)
+and the version. The rest of its answer (keys, block, transaction, suspects) is the chain's, in the index."""
 DEFAULT_MAX_TX_GAS = 25_000_000
 # Receipt polling starts at RECEIPT_POLL_S after a receipt came and backs off to RECEIPT_POLL_MAX_S
 # while none does (interval mining: a poll every 2 ms through a 1 s block costs both sides CPU).
@@ -666,12 +668,8 @@ class SubmissionPipeline(ClaimBatcher):
             )
             bulk(
                 conn,
-                "UPDATE submissions SET status = ?, version = ?, result = ?, updated_at = ? WHERE id = ?",
-                [
-                    (x.status, x.version, orjson.dumps(x).decode(), now, x.submission_id)
-                    for r in records
-                    for x in r.results
-                ],
+                _SETTLE_SUBMISSION,
+                [(x.status, x.version, now, x.submission_id) for r in records for x in r.results],
             )
 
     def _record(
@@ -688,11 +686,9 @@ class SubmissionPipeline(ClaimBatcher):
             conn.execute(
                 update(outbox).where(outbox.c.id == outbox_id).values(status=status, block_number=block, updated_at=now)
             )
-            rows = [(r.status, r.version, orjson.dumps(r).decode(), now, r.submission_id) for r in results]
-            rows += [
-                ("failed", 0, orjson.dumps(r).decode(), now, r.submission_id) for r in (failed_positions or {}).values()
-            ]
-            bulk(conn, "UPDATE submissions SET status = ?, version = ?, result = ?, updated_at = ? WHERE id = ?", rows)
+            rows = [(r.status, r.version, now, r.submission_id) for r in results]
+            rows += [("failed", 0, now, r.submission_id) for r in (failed_positions or {}).values()]
+            bulk(conn, _SETTLE_SUBMISSION, rows)
 
     # -------------------------------------------------------------- recovery
 
@@ -791,7 +787,7 @@ class SubmissionPipeline(ClaimBatcher):
             conn.execute(
                 update(submissions)
                 .where(submissions.c.outbox_id == row["id"])
-                .values(status="failed", result='{"error": "transaction dropped: nonce used by another signer"}')
+                .values(status="failed", updated_at=int(time.time()))  # why: the outbox row says "dropped"
             )
 
 

@@ -80,7 +80,6 @@ submissions = Table(
     # pending -> recorded | duplicate | voided | failed
     Column("status", String(16), nullable=False),
     Column("version", Integer),
-    Column("result", Text),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     UniqueConstraint("outbox_id", "position", name="uq_submission_slot"),

@@ -167,7 +167,7 @@ async def post_batches(
     async def batch_client() -> None:
         nonlocal recorded
         for n, body in todo:
-            headers = {**JSON, "Idempotency-Key": f"bench-{run}-{n}"}
+            headers = {**JSON, "Idempotency-Key": f"bench-{run}-{n}"} if retry_unavailable else JSON
             while True:
                 async with http.post(url + "/v1/claims/batch", data=body, headers=headers) as r:
                     answer = await r.read()

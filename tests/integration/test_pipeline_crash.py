@@ -101,9 +101,10 @@ def test_crash_between_send_and_receipt(ledger: Ledger, tmp_path: Path) -> None:
     subs = submission_rows(engine)
     assert [(s["status"], s["version"]) for s in subs] == [("recorded", 1)] * 5
     assert [bytes(s["exact_key"]) for s in subs] == [c.exact_key for c in claims]
-    for s in subs:
-        result = json.loads(s["result"])
-        assert result["tx_hash"] == row["tx_hash"] and result["status"] == "recorded"
+    assert {s["outbox_id"] for s in subs} == {row["id"]}  # recorded as of the transaction that reached the chain
+    [settled] = [r for r in outbox_rows(engine) if r["id"] == row["id"]]
+    assert settled["status"] == "mined"
+    assert settled["block_number"] == int(ledger.rpc().receipt(row["tx_hash"])["blockNumber"], 16)
 
     # The restarted pipeline goes on with the next nonce.
     more = ledger.submission(synthetic_claim(99, seed=20))
@@ -304,7 +305,9 @@ def test_receipt_loop_resend_resettles_moved_transactions(ledger: Ledger, tmp_pa
     rpc = ledger.rpc()
     for r in lost:
         assert int(rpc.receipt(r.tx_hash)["blockNumber"], 16) != r.block_number  # it moved
-    for s in submission_rows(engine):
-        result = json.loads(s["result"])
-        assert result["block_number"] == int(rpc.receipt(result["tx_hash"])["blockNumber"], 16)
+    sent = {r["id"]: r for r in outbox_rows(engine)}
+    for s in submission_rows(engine):  # each claim's record names its transaction's block as the chain has it now
+        tx = sent[s["outbox_id"]]
+        assert s["status"] == "recorded" and tx["status"] == "mined"
+        assert tx["block_number"] == int(rpc.receipt(tx["tx_hash"])["blockNumber"], 16)
     assert_outbox_consistent(ledger, engine)
