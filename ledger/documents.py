@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Engine, select
 
 from ledger.errors import ClaimNotFoundError, KeyringError, StoreError
-from ledger.store import GroupCommit, bulk, claim_references, documents, writing
+from ledger.store import VAULT_PART, GroupCommit, bulk, claim_references, documents, writing
 
 IN_CHUNK = 500  # values per SQL IN (...): well under SQLite's limit of bound parameters
 KEY_BYTES = 32
@@ -135,7 +135,7 @@ class DocumentVault:
         # hash is the same document): one statement a table, however many requests the group holds.
         docs = {r["document_hash"]: r for r in rows}
         tags = {(r["tag"], r["document_hash"]) for r in rows if "tag" in r}
-        with writing(self.engine) as conn:
+        with writing(self.engine, part=VAULT_PART) as conn:
             bulk(
                 conn,
                 "INSERT INTO documents (document_hash, key_id, nonce, ciphertext, created_at) VALUES (?, ?, ?, ?, ?)"

@@ -23,7 +23,7 @@ from ledger.chain import OUTCOMES, ChainEvent, ContractAbi
 from ledger.compiler import load_artifact
 from ledger.errors import IndexIntegrityError
 from ledger.rpc import RpcClient
-from ledger.store import bulk, indexed_blocks, indexed_claims, indexed_events, indexer_cursor, writing
+from ledger.store import INDEX_PART, bulk, indexed_blocks, indexed_claims, indexed_events, indexer_cursor, writing
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class Indexer:
         return self.run_once()
 
     def _wipe(self) -> None:
-        with writing(self.engine, index=True) as conn:
+        with writing(self.engine, part=INDEX_PART) as conn:
             for table in (indexed_events, indexed_claims, indexed_blocks, indexer_cursor):
                 conn.execute(delete(table))
 
@@ -172,7 +172,7 @@ class Indexer:
             self._block_time("0x" + block_hash.hex())
         values = {"contract": self.address, "block_number": b, "block_hash": last_block["hash"]}
         try:
-            with writing(self.engine, index=True) as conn:
+            with writing(self.engine, part=INDEX_PART) as conn:
                 # The cursor moves first, from where this range began or not at all: another indexer over
                 # the same store (the gateway's follower process, a read catching up) may have taken the
                 # range already, and then this transaction writes nothing.

@@ -151,11 +151,6 @@ indexer_cursor = Table(
 )
 
 INDEX_TABLES = (indexed_events, indexed_claims, indexed_blocks, indexer_cursor)
-INDEX_SCHEMA = "chainindex"
-"""On SQLite the index of chain events lives in a file of its own beside the database (``<name>-index.db``),
-attached to every connection under this name: SQLite takes one writer a file, and the indexer's writes
-then wait for no other writer of the gateway, nor they for it. Queries name the tables unqualified, as on
-PostgreSQL, where the index shares the one database."""
 
 # ---------------------------------------------------------------- off-chain documents
 
@@ -177,6 +172,29 @@ claim_references = Table(
     comment="The provider's claim id (CLM01) of a stored document, as a keyed tag (never in clear): "
     "how an 835's CLP01 or an 837's REF*F8 finds its claim.",
 )
+
+
+VAULT_TABLES = (documents, claim_references)
+
+
+@dataclass(frozen=True, eq=False)
+class FilePart:
+    """Tables that SQLite keeps in a file of their own beside the database (``<name><suffix>.db``), attached
+    to every connection as ``schema``. SQLite takes one writer a file: the index's and the vault's writes
+    then wait for no other writer of the gateway, nor they for them. Queries name tables unqualified, as on
+    PostgreSQL, where everything shares the one database. ``derived``: rebuilt from the chain, so tables
+    found in the main file (an older layout) are dropped rather than moved."""
+
+    schema: str
+    suffix: str
+    tables: tuple[Table, ...]
+    derived: bool
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+INDEX_PART = FilePart("chainindex", "-index", INDEX_TABLES, derived=True)
+VAULT_PART = FilePart("vault", "-vault", VAULT_TABLES, derived=False)
+FILE_PARTS = (INDEX_PART, VAULT_PART)
 
 
 # ---------------------------------------------------------------- access audit log (HIPAA 164.312(b))
@@ -222,21 +240,20 @@ _APPEND_ONLY_POSTGRES = (
 
 
 _SQLITE_WRITER = threading.RLock()
-_SQLITE_INDEX_WRITER = threading.RLock()
-_INDEX_APART: weakref.WeakSet[Engine] = weakref.WeakSet()  # SQLite engines whose index has a file of its own
+_PARTS_APART: weakref.WeakSet[Engine] = weakref.WeakSet()  # SQLite engines whose FILE_PARTS are files of their own
 
 
 @contextmanager
-def writing(engine: Engine, *, index: bool = False) -> Iterator[Connection]:
+def writing(engine: Engine, *, part: FilePart | None = None) -> Iterator[Connection]:
     """A write transaction. On SQLite, one at a time in this process: SQLite takes one writer at a
     time anyway, and waiting here costs nothing where its busy handler sleeps 1 to 100 ms a try.
-    ``index``: the transaction writes the index tables only (INDEX_TABLES), which on SQLite have a file
-    and so a writer of their own."""
+    ``part``: the transaction writes that part's tables only, which on SQLite have a file and so a
+    writer of their own."""
     if engine.dialect.name != "sqlite":
         with engine.begin() as conn:
             yield conn
         return
-    lock = _SQLITE_INDEX_WRITER if index and engine in _INDEX_APART else _SQLITE_WRITER
+    lock = part.lock if part is not None and engine in _PARTS_APART else _SQLITE_WRITER
     with lock, engine.begin() as conn:
         yield conn
 
@@ -355,14 +372,14 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
 
 
-def index_file(database: Path) -> Path:
-    """Where the index of chain events is kept beside a SQLite database file."""
-    return database.with_name(f"{database.stem}-index{database.suffix or '.db'}")
+def part_file(database: Path, part: FilePart) -> Path:
+    """Where ``part`` is kept beside a SQLite database file."""
+    return database.with_name(f"{database.stem}{part.suffix}{database.suffix or '.db'}")
 
 
 def make_engine(url: str) -> Engine:
     """An engine for `url`, its tables made; SQLite gets WAL, a busy timeout, foreign keys, and (a file
-    database) its index in a file of its own (INDEX_SCHEMA)."""
+    database) the index and the document vault in files of their own (FILE_PARTS)."""
     try:
         if url.startswith("sqlite"):
             # A pool as large as the gateway's thread pool: a connection opened and closed per request
@@ -371,22 +388,22 @@ def make_engine(url: str) -> Engine:
             in_memory = database in (None, "", ":memory:")
             pool = {} if in_memory else {"pool_size": SQLITE_POOL_SIZE, "max_overflow": SQLITE_POOL_SIZE}
             engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **pool)
-            attach = None if in_memory else str(index_file(Path(str(database))))
+            attach = [] if in_memory else [(p.schema, str(part_file(Path(str(database)), p))) for p in FILE_PARTS]
 
             @event.listens_for(engine, "connect")
             def _pragmas(dbapi_connection: Any, _record: Any) -> None:
                 cur = dbapi_connection.cursor()
-                if attach is not None:
-                    cur.execute(f"ATTACH DATABASE ? AS {INDEX_SCHEMA}", (attach,))
-                    cur.execute(f"PRAGMA {INDEX_SCHEMA}.journal_mode=WAL")
-                    cur.execute(f"PRAGMA {INDEX_SCHEMA}.synchronous=NORMAL")
+                for schema, path in attach:
+                    cur.execute(f"ATTACH DATABASE ? AS {schema}", (path,))
+                    cur.execute(f"PRAGMA {schema}.journal_mode=WAL")
+                    cur.execute(f"PRAGMA {schema}.synchronous=NORMAL")
                 cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.close()
 
-            if attach is not None:
-                _INDEX_APART.add(engine)
+            if attach:
+                _PARTS_APART.add(engine)
         else:
             engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
         create_tables(engine)
@@ -400,25 +417,52 @@ def make_engine(url: str) -> Engine:
 
 
 def create_tables(engine: Engine) -> None:
-    """Make whatever tables of ``metadata`` are missing (the index's in its own file on SQLite)."""
-    if engine not in _INDEX_APART:
+    """Make whatever tables of ``metadata`` are missing (on SQLite, each part's in its own file), moving a
+    part's tables out of the main file where an older layout left them there."""
+    if engine not in _PARTS_APART:
         metadata.create_all(engine)
         return
-    names = [t.name for t in INDEX_TABLES]
-    with engine.begin() as conn:
-        marks = ", ".join("?" * len(names))
-        stale = conn.exec_driver_sql(
-            f"SELECT name FROM main.sqlite_master WHERE type = 'table' AND name IN ({marks})", tuple(names)
-        ).all()
-        if stale:
-            # A database from before the index had a file of its own: the index is derived from the chain,
-            # so it is dropped here and rebuilt there from the deployment block.
-            log.warning("moving the index of chain events to its own file: it is rebuilt from the chain")
-            for t in reversed(INDEX_TABLES):
-                conn.exec_driver_sql(f"DROP TABLE IF EXISTS main.{t.name}")
-    metadata.create_all(engine, tables=[t for t in metadata.sorted_tables if t not in INDEX_TABLES])
-    apart = engine.execution_options(schema_translate_map={None: INDEX_SCHEMA})
-    metadata.create_all(apart, tables=list(INDEX_TABLES))
+    apart = {t for p in FILE_PARTS for t in p.tables}
+    metadata.create_all(engine, tables=[t for t in metadata.sorted_tables if t not in apart])
+    for part in FILE_PARTS:
+        metadata.create_all(
+            engine.execution_options(schema_translate_map={None: part.schema}), tables=list(part.tables)
+        )
+        _move_out_of_main(engine, part)
+
+
+def _move_out_of_main(engine: Engine, part: FilePart) -> None:
+    """Tables of ``part`` still in the main file (made before the part had a file of its own): a derived
+    part's are dropped (the indexer rebuilds them from the chain), the others' rows are copied over and
+    then dropped. Copy and drop are separate commits (SQLite in WAL mode commits each file on its own);
+    a crash between them leaves rows in both files, and the next start copies again (a row already over
+    is left as it is) and drops."""
+    names = [t.name for t in part.tables]
+    with engine.connect() as conn:
+        found = (
+            conn.exec_driver_sql(
+                f"SELECT name FROM main.sqlite_master WHERE type = 'table' AND name IN ({', '.join('?' * len(names))})",
+                tuple(names),
+            )
+            .scalars()
+            .all()
+        )
+    if not found:
+        return
+    stale = [t for t in part.tables if t.name in found]
+    if part.derived:
+        log.warning("moving %s to its own file: it is rebuilt from the chain", ", ".join(found))
+    else:
+        log.warning("moving %s to its own file (%s), rows and all", ", ".join(found), part.schema)
+        with writing(engine) as conn:
+            for t in stale:
+                columns = ", ".join(c.name for c in t.columns)
+                conn.exec_driver_sql(
+                    f"INSERT OR IGNORE INTO {part.schema}.{t.name} ({columns}) SELECT {columns} FROM main.{t.name}"
+                )
+    with writing(engine) as conn:
+        for t in reversed(stale):
+            conn.exec_driver_sql(f"DROP TABLE main.{t.name}")
 
 
 def _redact(url: str) -> str:

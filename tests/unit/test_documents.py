@@ -1,6 +1,7 @@
 """Off-chain documents: sealed with AES-256-GCM, bound to their document hash, key file guarded."""
 
 import os
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -18,6 +19,13 @@ def vault(tmp_path):
     return DocumentVault(engine, DocumentKey.load_or_create(tmp_path / "document.key"))
 
 
+def every_byte_at_rest(folder: Path) -> bytes:
+    """The database's files (main, its parts, their write-ahead logs), the documents among them."""
+    files = sorted(folder.glob("docs*.db*"))
+    assert any(f.name == "docs-vault.db" for f in files), files  # the vault's own file is among them
+    return b"".join(f.read_bytes() for f in files)
+
+
 def test_round_trip_and_no_plaintext_at_rest(vault: DocumentVault, tmp_path) -> None:
     h = os.urandom(32)
     vault.put_many([(h, DOC)])
@@ -25,8 +33,7 @@ def test_round_trip_and_no_plaintext_at_rest(vault: DocumentVault, tmp_path) -> 
     with vault.engine.connect() as conn:
         stored = conn.execute(select(documents.c.ciphertext)).scalar_one()
     assert b"M000123456" not in stored and b"1970-05-17" not in stored
-    raw = (tmp_path / "docs.db").read_bytes()
-    assert b"M000123456" not in raw
+    assert b"M000123456" not in every_byte_at_rest(tmp_path)
 
 
 def test_storing_twice_keeps_the_first(vault: DocumentVault) -> None:
@@ -89,6 +96,6 @@ def test_documents_are_found_by_claim_id_kept_only_as_a_keyed_tag(vault: Documen
     with vault.engine.connect() as conn:
         tags = conn.execute(select(claim_references.c.tag)).scalars().all()
     assert len(tags) == 3 and all(len(t) == 32 for t in tags)
-    assert b"PCN-778812" not in (tmp_path / "docs.db").read_bytes()
+    assert b"PCN-778812" not in every_byte_at_rest(tmp_path)
     other_vault = DocumentVault(vault.engine, DocumentKey(os.urandom(32)))
     assert other_vault.find_claim_id("PCN-778812") == [], "the tag depends on the gateway's key"
