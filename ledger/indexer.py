@@ -28,6 +28,12 @@ from ledger.store import INDEX_PART, bulk, indexed_blocks, indexed_claims, index
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_BLOCKS = 2_000
+RANGE_EVENTS = 20_000
+"""About how many events a range should hold at most (judged before reading it, below): a chain of full
+blocks would otherwise be asked for a million logs in one eth_getLogs on a rebuild."""
+GAS_PER_EVENT = 25_000
+"""Gas a block uses for each event it emits, low (a one-line claim: 54,582 gas, two or three events), so
+that the estimate of a range's events errs high."""
 CURSOR_NAME = "claim-ledger"
 _CLAIM_COLUMNS = tuple(c.name for c in indexed_claims.columns)
 _EVENT_COLUMNS = tuple(c.name for c in indexed_events.columns)
@@ -129,11 +135,22 @@ class Indexer:
             total = 0
             a = first
             while a <= last:
-                b = min(a + self.chunk_blocks - 1, last)
+                b = self._bounded(a, min(a + self.chunk_blocks - 1, last))
                 total += self._index_range(a, b, cursor)
                 cursor = self.cursor()  # b, or further if another indexer took the range first
                 a = cursor[0] + 1 if cursor else self.start_block
             return IndexProgress(first, last, total, rebuilt)
+
+    def _bounded(self, a: int, b: int) -> int:
+        """The end of a range from ``a`` of about RANGE_EVENTS events at most, up to ``b``, judged by the gas
+        the range's last block used (blocks near each other are alike in a steady stream)."""
+        while b > a:
+            block = self.rpc.block(b)
+            per_block = int(block["gasUsed"], 16) // GAS_PER_EVENT if block else 0
+            if per_block * (b - a + 1) <= RANGE_EVENTS:
+                return b
+            b = a + max(RANGE_EVENTS // max(per_block, 1), 1) - 1
+        return b
 
     def rebuild(self) -> IndexProgress:
         with self._lock:

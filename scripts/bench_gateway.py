@@ -109,7 +109,7 @@ def start_gateway(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], dic
 
 
 async def wait_ready(http: aiohttp.ClientSession, url: str) -> None:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 900  # a kept folder of a million claims takes a while to open
     while time.monotonic() < deadline:
         try:
             async with http.get(url + "/readyz") as r:
