@@ -143,14 +143,19 @@ class Indexer:
 
     def _bounded(self, a: int, b: int) -> int:
         """The end of a range from ``a`` of about RANGE_EVENTS events at most, up to ``b``, judged by the gas
-        the range's last block used (blocks near each other are alike in a steady stream)."""
+        used by the fullest of its first, middle and last blocks (a chain mining on an interval ends in empty
+        blocks while its full ones lie behind)."""
         while b > a:
-            block = self.rpc.block(b)
-            per_block = int(block["gasUsed"], 16) // GAS_PER_EVENT if block else 0
+            per_block = max(self._gas_used(n) for n in {a, (a + b) // 2, b}) // GAS_PER_EVENT
             if per_block * (b - a + 1) <= RANGE_EVENTS:
                 return b
-            b = a + max(RANGE_EVENTS // max(per_block, 1), 1) - 1
+            # Halve at least, so that one full block among light ones is soon left for a range of its own.
+            b = max(a + RANGE_EVENTS // max(per_block, 1) - 1, (a + b) // 2)
         return b
+
+    def _gas_used(self, number: int) -> int:
+        block = self.rpc.block(number)
+        return int(block["gasUsed"], 16) if block else 0
 
     def rebuild(self) -> IndexProgress:
         with self._lock:

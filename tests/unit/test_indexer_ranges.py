@@ -40,12 +40,16 @@ def test_a_block_fuller_than_a_range_is_a_range_alone() -> None:
     assert indexer(huge)._bounded(10, 99) == 10
 
 
-def test_the_estimate_follows_the_blocks_it_lands_on() -> None:
-    # The last block is full, the ones before it light: the range shrinks, then fits.
+def test_full_blocks_behind_empty_ones_still_shrink_the_range() -> None:
+    # An interval-mining chain: full blocks, then empty ones mined while nothing came.
+    gas = {n: (64_000 * GAS_PER_EVENT if n < 60 else 0) for n in range(100)}
+    end = indexer(gas)._bounded(0, 99)
+    assert end == 0  # one full block at a time
+
+
+def test_a_full_last_block_shrinks_the_range_until_the_estimate_fits() -> None:
     gas = {n: 100_000 for n in range(1_000)}
     gas[999] = 50_000 * GAS_PER_EVENT
-    node = GasOnlyNode(gas)
-    ix = Indexer(node, "0x" + "00" * 20, make_engine("sqlite://"))  # type: ignore[arg-type]
-    end = ix._bounded(0, 999)
-    assert end < 999 and gas[end] // GAS_PER_EVENT * (end + 1) <= RANGE_EVENTS
-    assert node.asked == sorted(node.asked, reverse=True)  # it only ever shrinks
+    end = indexer(gas)._bounded(0, 999)
+    assert 0 < end < 999
+    assert max(gas[n] for n in {0, end // 2, end}) // GAS_PER_EVENT * (end + 1) <= RANGE_EVENTS
