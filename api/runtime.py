@@ -32,9 +32,9 @@ from ledger.chain import ClaimLedgerContract, connect
 from ledger.consortium import DEV_CHAIN_IDS, OPERATOR_NAME, Consortium, IssuedKey, dev_operator_account
 from ledger.deploy import ensure_deployed, load_deployment
 from ledger.documents import DocumentKey, DocumentVault
-from ledger.errors import ConfigurationError, LedgerError
+from ledger.errors import ConfigurationError
 from ledger.fingerprint import Keyring
-from ledger.index_follower import IndexFollower
+from ledger.index_follower import IndexFollower, every
 from ledger.node import LocalNode, NodeConfig, rpc_answers
 from ledger.service import ClaimLedgerService
 from ledger.store import create_tables, make_engine
@@ -214,30 +214,24 @@ class Runtime:
             follower.start()
 
     def _index_loop(self) -> None:
-        failing = False
         next_anchor = time.monotonic() + self.settings.audit_anchor_interval_s
         next_step_check = time.monotonic()
-        while not self._stopping.wait(self.settings.index_interval_s):
-            try:
-                if self._follower is None:
-                    self.service.index()
-                else:
-                    self._keep_follower()
-                if time.monotonic() >= next_step_check:  # payer steps a node restored from an older state lost
-                    next_step_check = time.monotonic() + STEP_CHECK_S
-                    self.service.resend_lost_steps()
-                if time.monotonic() >= next_anchor:
-                    next_anchor = time.monotonic() + self.settings.audit_anchor_interval_s
-                    self.anchor_access_log()
-                if failing:
-                    log.info("indexer: the node answers again")
-                failing = False
-            except LedgerError as exc:
-                if not failing:
-                    log.warning("indexer: %s (retrying every %.2f s)", exc, self.settings.index_interval_s)
-                failing = True
-            except Exception:  # the loop must outlive any one failure
-                log.exception("indexer: unexpected failure")
+
+        def work() -> None:
+            nonlocal next_anchor, next_step_check
+            if self._follower is None:
+                self.service.index()
+            else:
+                self._keep_follower()
+            if time.monotonic() >= next_step_check:  # payer steps a node restored from an older state lost
+                next_step_check = time.monotonic() + STEP_CHECK_S
+                self.service.resend_lost_steps()
+            if time.monotonic() >= next_anchor:
+                next_anchor = time.monotonic() + self.settings.audit_anchor_interval_s
+                self.anchor_access_log()
+
+        if not self._stopping.wait(self.settings.index_interval_s):
+            every(self.settings.index_interval_s, self._stopping, work, "background")
 
     def anchor_access_log(self) -> dict[str, object] | None:
         """Write the access log's head hash on chain, signed by one of this gateway's members

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ledger.errors import LedgerError
@@ -34,23 +35,29 @@ DATABASE_URL_ENV = "CLAIMLEDGER_INDEX_DATABASE_URL"
 STOP_TIMEOUT_S = 10.0
 
 
-def follow(indexer: Indexer, stop: threading.Event, interval_s: float) -> None:
-    """Index what is new every ``interval_s`` until ``stop``; a failure is logged (once while it lasts)."""
+def every(interval_s: float, stop: threading.Event, work: Callable[[], object], name: str) -> None:
+    """Run ``work`` now and then every ``interval_s`` until ``stop``. A failure is logged (a LedgerError once
+    while it lasts, with its recovery; anything else each time) and the loop goes on."""
     failing = False
     while True:
         try:
-            indexer.run_once()
+            work()
             if failing:
-                log.info("indexer: the node answers again")
+                log.info("%s: the node answers again", name)
             failing = False
         except LedgerError as exc:
             if not failing:
-                log.warning("indexer: %s (retrying every %.2f s)", exc, interval_s)
+                log.warning("%s: %s (retrying every %.2f s)", name, exc, interval_s)
             failing = True
         except Exception:  # the loop must outlive any one failure
-            log.exception("indexer: unexpected failure")
+            log.exception("%s: unexpected failure", name)
         if stop.wait(interval_s):
             return
+
+
+def follow(indexer: Indexer, stop: threading.Event, interval_s: float) -> None:
+    """Index what is new every ``interval_s`` until ``stop``."""
+    every(interval_s, stop, indexer.run_once, "indexer")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,8 @@
 
 Holds what the chain must not (encrypted documents), what the pipeline needs to survive a
 crash (the outbox of signed transactions and each caller's submission record), and the
-index of chain events (derived: it can be rebuilt from block 0).
+index of chain events (derived: it can be rebuilt from block 0). On SQLite the index and the
+document vault are files of their own beside the main one (FilePart), each with its own writer.
 """
 
 from __future__ import annotations
