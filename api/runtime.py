@@ -114,6 +114,7 @@ class Runtime:
                 max_tx_gas=settings.max_tx_gas,
                 max_wait_ms=settings.pipeline_max_wait_ms,
                 max_in_flight=settings.pipeline_max_in_flight,
+                submit_timeout_s=settings.submit_timeout_s,
                 start_block=block,
             )
         except BaseException:

@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ledger.node import DEFAULT_STATE_INTERVAL_S
+from ledger.service import DEFAULT_SUBMIT_TIMEOUT_S
 from ledger.store import sqlite_url
 
 DEFAULT_DATA_DIR = Path("data")
@@ -82,6 +83,9 @@ class Settings(BaseSettings):
     """How long a claim waits in the submission pipeline for others to share its transaction."""
     pipeline_max_in_flight: int = Field(default=4, ge=1)
     """Submission transactions a signing account has sent and not yet seen the receipt of."""
+    submit_timeout_s: float = Field(default=DEFAULT_SUBMIT_TIMEOUT_S, gt=0)
+    """How long a claim POST waits for the chain before it is answered 503 (the claims are kept and may
+    still be recorded). With long blocks on a large ledger (8 s blocks at a million claims) raise it."""
     index_interval_s: float = Field(default=0.25, gt=0)
     index_process: bool = True
     """Follow the chain into the index in a process of its own (ledger.index_follower), so that the

@@ -152,7 +152,7 @@ class QueuedSubmission:
         for i, claim, doc_hash, future in self.waiting:
             if not future.done():
                 raise ChainUnavailableError(
-                    f"the chain did not confirm within {self.timeout:.0f} s; the claims may still be recorded: "
+                    f"the chain did not confirm within {self.timeout:g} s; the claims may still be recorded: "
                     "retry with the same Idempotency-Key or look them up",
                     retry_after=self.timeout,
                 )
@@ -182,8 +182,10 @@ class ClaimLedgerService:
         max_in_flight: int = 4,
         max_tx_gas: int = 25_000_000,
         start_block: int = 0,
+        submit_timeout_s: float = DEFAULT_SUBMIT_TIMEOUT_S,
     ) -> None:
         self.rpc = WatchedRpcClient(rpc_url)
+        self.submit_timeout_s = submit_timeout_s  # how long a submission waits for the chain by default
         self.contract = contract
         self.engine = engine
         self.keyring = keyring
@@ -256,13 +258,13 @@ class ClaimLedgerService:
         return claim, problems
 
     def submit(
-        self, member: Member, documents: Sequence[Mapping[str, Any]], *, timeout: float = DEFAULT_SUBMIT_TIMEOUT_S
+        self, member: Member, documents: Sequence[Mapping[str, Any]], *, timeout: float | None = None
     ) -> list[ClaimOutcome]:
         """Submit claims for a provider; one outcome per document, in order.
 
         Every document is checked and fingerprinted before any is queued, and the queued ones are
         stored (encrypted) before they are sent, so a refusal or a crash never leaves a claim on
-        chain without its document. ``timeout`` bounds the wait for the chain: past it,
+        chain without its document. ``timeout`` (None: ``submit_timeout_s``) bounds the wait for the chain: past it,
         ChainUnavailableError (the claims may still land; a retry then names them as duplicates).
         """
         queued = self.queue(member, documents, timeout=timeout)
@@ -270,7 +272,7 @@ class ClaimLedgerService:
         return queued.outcomes()
 
     def queue(
-        self, member: Member, documents: Sequence[Mapping[str, Any]], *, timeout: float = DEFAULT_SUBMIT_TIMEOUT_S
+        self, member: Member, documents: Sequence[Mapping[str, Any]], *, timeout: float | None = None
     ) -> QueuedSubmission:
         """:meth:`submit` up to the wait for the chain: the documents checked, fingerprinted, stored
         (encrypted) and their claims queued in the pipeline. Wait for ``futures`` (a thread, or an event
@@ -329,7 +331,7 @@ class ClaimLedgerService:
         return StagedSubmission(member, outcomes, ready, stored)
 
     def queue_stored(
-        self, staged: StagedSubmission, *, timeout: float = DEFAULT_SUBMIT_TIMEOUT_S, blocking: bool = True
+        self, staged: StagedSubmission, *, timeout: float | None = None, blocking: bool = True
     ) -> QueuedSubmission:
         """Queue a staged submission's claims in the pipeline, once its documents are stored (waits for
         that write if it is not done: a claim is never sent before its document is kept). Not
@@ -337,6 +339,7 @@ class ClaimLedgerService:
         if not blocking and (not staged.stored.done() or not self.pipeline_running(staged.member.account)):
             raise WouldBlock("the documents' write is under way, or the pipeline is not started")
         staged.stored.result()
+        timeout = self.submit_timeout_s if timeout is None else timeout
         waiting = []
         if staged.ready:  # queued together, so a batch leaves in one piece rather than cut by the batcher's wait
             futures = self.pipeline(staged.member.account).submit_many([s for _, _, s in staged.ready])
@@ -391,11 +394,11 @@ class ClaimLedgerService:
             related_version=version,
         )
         try:
-            r = self.pipeline(member.account).submit(submission).result(timeout=DEFAULT_SUBMIT_TIMEOUT_S)
+            r = self.pipeline(member.account).submit(submission).result(timeout=self.submit_timeout_s)
         except FutureTimeout:
             raise ChainUnavailableError(
-                f"the chain did not confirm the void within {DEFAULT_SUBMIT_TIMEOUT_S:.0f} s; it may still land",
-                retry_after=DEFAULT_SUBMIT_TIMEOUT_S,
+                f"the chain did not confirm the void within {self.submit_timeout_s:g} s; it may still land",
+                retry_after=self.submit_timeout_s,
             ) from None
         return ClaimOutcome(
             r.status, None, exact_key=r.exact_key, version=r.version, tx_hash=r.tx_hash, block_number=r.block_number
