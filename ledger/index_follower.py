@@ -6,7 +6,8 @@ process: it reads the chain's events and writes the index (on SQLite, a file of 
 gateway's reads still bring the index up to date themselves when they find it behind. Both can: the
 indexer moves its cursor by compare-and-set (ledger.indexer), so a range is applied once.
 
-The child ends when the gateway closes its stdin or dies (the pipe's end reads empty), or on SIGTERM.
+The child ends when the gateway closes its stdin or dies (the pipe's end reads empty), or on SIGTERM. It
+runs in a session of its own, so Ctrl-C at the gateway's terminal reaches the gateway only.
 Run by hand: ``CLAIMLEDGER_INDEX_DATABASE_URL=sqlite:///... python -m ledger.index_follower --rpc-url
 URL --contract 0x... --start-block N``.
 """
@@ -76,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
     def watch_parent() -> None:
-        sys.stdin.buffer.read()  # returns when the gateway closes the pipe, or dies
+        # Unbuffered: a daemon thread blocked in a buffered read holds its lock through interpreter shutdown.
+        while os.read(sys.stdin.fileno(), 4096):
+            pass  # the gateway writes nothing: the read returns empty when it closes the pipe, or dies
         stop.set()
 
     threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
@@ -132,7 +135,9 @@ class IndexFollower:
             self.log_level,
         ]
         env = {**os.environ, DATABASE_URL_ENV: self.database_url}
-        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, env=env)
+        # A session of its own, as the node has: Ctrl-C at the gateway's terminal is the gateway's to handle,
+        # and the gateway ends this process by closing its stdin.
+        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, env=env, start_new_session=True)
         return self
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
