@@ -24,9 +24,9 @@ from ledger.service import Member
 
 MAX_CACHED_KEYS = 10_000
 BATCH_CHECK_THREADS = 2
-"""Claim batches checked at once, each in a worker thread. Checking is pure CPU under one GIL: thirty
-concurrent batches in thirty threads starved the threads that send transactions and read receipts
-(batches waited past their 30 s for the chain); the others wait their turn on the event loop."""
+"""Claim batches checked at once, each in a worker thread; the others wait their turn on the event loop.
+Checking is pure CPU under one GIL: more threads at it only compete with the threads that send
+transactions and read receipts."""
 
 
 class Gateway:

@@ -135,27 +135,36 @@ class Indexer:
             total = 0
             a = first
             while a <= last:
-                b = self._bounded(a, min(a + self.chunk_blocks - 1, last))
-                total += self._index_range(a, b, cursor)
+                blocks: dict[int, dict[str, Any] | None] = {}  # read once for the bound and the range
+                b = self._bounded(a, min(a + self.chunk_blocks - 1, last), blocks)
+                total += self._index_range(a, b, cursor, blocks)
                 cursor = self.cursor()  # b, or further if another indexer took the range first
                 a = cursor[0] + 1 if cursor else self.start_block
             return IndexProgress(first, last, total, rebuilt)
 
-    def _bounded(self, a: int, b: int) -> int:
+    def _bounded(self, a: int, b: int, blocks: dict[int, dict[str, Any] | None] | None = None) -> int:
         """The end of a range from ``a`` of about RANGE_EVENTS events at most, up to ``b``, judged by the gas
         used by the fullest of its first, middle and last blocks (a chain mining on an interval ends in empty
         blocks while its full ones lie behind)."""
         while b > a:
-            per_block = max(self._gas_used(n) for n in {a, (a + b) // 2, b}) // GAS_PER_EVENT
+            per_block = max(self._gas_used(n, blocks) for n in {a, (a + b) // 2, b}) // GAS_PER_EVENT
             if per_block * (b - a + 1) <= RANGE_EVENTS:
                 return b
             # Halve at least, so that one full block among light ones is soon left for a range of its own.
             b = max(a + RANGE_EVENTS // max(per_block, 1) - 1, (a + b) // 2)
         return b
 
-    def _gas_used(self, number: int) -> int:
-        block = self.rpc.block(number)
+    def _gas_used(self, number: int, blocks: dict[int, dict[str, Any] | None] | None) -> int:
+        block = self._block(number, blocks)
         return int(block["gasUsed"], 16) if block else 0
+
+    def _block(self, number: int, blocks: dict[int, dict[str, Any] | None] | None) -> dict[str, Any] | None:
+        """Block ``number`` (its header), read once for the range being bounded and indexed."""
+        if blocks is None:
+            return self.rpc.block(number)
+        if number not in blocks:
+            blocks[number] = self.rpc.block(number)
+        return blocks[number]
 
     def rebuild(self) -> IndexProgress:
         with self._lock:
@@ -177,9 +186,11 @@ class Indexer:
             self._block_times[block_hash] = cached
         return cached
 
-    def _index_range(self, a: int, b: int, cursor: tuple[int, str] | None) -> int:
-        last_block = self.rpc.block(b)
-        first_block = last_block if a == b else self.rpc.block(a)
+    def _index_range(
+        self, a: int, b: int, cursor: tuple[int, str] | None, blocks: dict[int, dict[str, Any] | None] | None = None
+    ) -> int:
+        last_block = self._block(b, blocks)
+        first_block = last_block if a == b else self._block(a, blocks)
         if last_block is None or first_block is None:
             raise IndexIntegrityError(f"blocks {a}..{b} vanished while indexing them")
         if cursor is not None and first_block["parentHash"] != cursor[1]:

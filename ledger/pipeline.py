@@ -102,16 +102,18 @@ class _InFlight:
 
 
 @dataclass(frozen=True, slots=True)
-class _MinedRecord:
-    """What the store keeps of a mined transaction: its outbox row's status and each claim's result."""
+class _TxRecord:
+    """What the store keeps of a transaction the chain has settled: its outbox row's status (mined or
+    reverted) and block, and each of its claims' result."""
 
     outbox_id: int
     tx_hash: str
     block: int
     results: list[SubmissionResult]
+    status: str = "mined"
 
 
-def _log_record_failure(record: _MinedRecord, written: Future[None]) -> None:
+def _log_record_failure(record: _TxRecord, written: Future[None]) -> None:
     error = written.exception()
     if error is not None:  # the claims are on chain and answered; only the store's bookkeeping is behind
         log.error(
@@ -299,7 +301,7 @@ class SubmissionPipeline(ClaimBatcher):
         # SQL transaction, and its callers' answers do not wait for that write: the chain holds the outcome,
         # the store the bookkeeping, and the receipt thread goes on to the next receipt rather than waiting
         # for the store's one writer. flush_records() waits for what is handed over and not yet written.
-        self._records: GroupCommit[_MinedRecord] = GroupCommit(self._write_records, name="pipeline-records")
+        self._records: GroupCommit[_TxRecord] = GroupCommit(self._write_records, name="pipeline-records")
         self._recording: list[Future[None]] = []
         self._recording_lock = threading.Lock()
 
@@ -598,7 +600,7 @@ class SubmissionPipeline(ClaimBatcher):
             )
             # Handed to the records writer before the callers hear (so flush_records() after an answer
             # covers it), and not waited for: the answer does not wait on the store's one writer.
-            self._record_later(_MinedRecord(flight.outbox_id, flight.tx_hash, block, results))
+            self._record_later(_TxRecord(flight.outbox_id, flight.tx_hash, block, results))
             for p, r in zip(flight.items, results, strict=True):
                 if not p.future.done():
                     p.future.set_result(r)
@@ -622,7 +624,9 @@ class SubmissionPipeline(ClaimBatcher):
                 results_by_pos[i] = SubmissionResult(**{**asdict(failed), "submission_id": flight.submission_ids[i]})
             else:
                 retry.append(p)
-        self._record(flight.outbox_id, "reverted", block, [], failed_positions=results_by_pos)
+        self._write_records(
+            [_TxRecord(flight.outbox_id, flight.tx_hash, block, list(results_by_pos.values()), "reverted")]
+        )
         for i in results_by_pos:
             p = flight.items[i]
             if not p.future.done():
@@ -645,7 +649,7 @@ class SubmissionPipeline(ClaimBatcher):
             "Revert", {"reason": "the batch reverted and replaying it gave no reason"}, call="submitClaims"
         )
 
-    def _record_later(self, record: _MinedRecord) -> None:
+    def _record_later(self, record: _TxRecord) -> None:
         written = self._records.submit_future([record])
         with self._recording_lock:
             self._recording = [f for f in self._recording if not f.done()]
@@ -658,37 +662,19 @@ class SubmissionPipeline(ClaimBatcher):
             pending, self._recording = self._recording, []
         futures_wait(pending, timeout=timeout)
 
-    def _write_records(self, records: list[_MinedRecord]) -> None:
+    def _write_records(self, records: list[_TxRecord]) -> None:
         now = int(time.time())
         with writing(self.engine) as conn:
             bulk(
                 conn,
                 "UPDATE outbox SET status = ?, block_number = ?, updated_at = ? WHERE id = ?",
-                [("mined", r.block, now, r.outbox_id) for r in records],
+                [(r.status, r.block, now, r.outbox_id) for r in records],
             )
             bulk(
                 conn,
                 _SETTLE_SUBMISSION,
                 [(x.status, x.version, now, x.submission_id) for r in records for x in r.results],
             )
-
-    def _record(
-        self,
-        outbox_id: int,
-        status: str,
-        block: int,
-        results: Sequence[SubmissionResult],
-        *,
-        failed_positions: dict[int, SubmissionResult] | None = None,
-    ) -> None:
-        now = int(time.time())
-        with writing(self.engine) as conn:
-            conn.execute(
-                update(outbox).where(outbox.c.id == outbox_id).values(status=status, block_number=block, updated_at=now)
-            )
-            rows = [(r.status, r.version, now, r.submission_id) for r in results]
-            rows += [("failed", 0, now, r.submission_id) for r in (failed_positions or {}).values()]
-            bulk(conn, _SETTLE_SUBMISSION, rows)
 
     # -------------------------------------------------------------- recovery
 
@@ -756,6 +742,7 @@ class SubmissionPipeline(ClaimBatcher):
                 .where(submissions.c.outbox_id == row["id"])
                 .order_by(submissions.c.position)
             ).all()
+        block = int(receipt["blockNumber"], 16)
         if int(receipt["status"], 16) != 1:
             failed = {
                 i: SubmissionResult(
@@ -763,7 +750,7 @@ class SubmissionPipeline(ClaimBatcher):
                 )
                 for i, s in enumerate(subs)
             }
-            self._record(row["id"], "reverted", int(receipt["blockNumber"], 16), [], failed_positions=failed)
+            self._write_records([_TxRecord(row["id"], row["tx_hash"], block, list(failed.values()), "reverted")])
             return
         events = decode_submission_logs(receipt["logs"], self.address)
         claims = [ClaimSubmission(s.exact_key, s.document_hash, (), 0, 0, 0, frequency=s.frequency) for s in subs]
@@ -771,10 +758,10 @@ class SubmissionPipeline(ClaimBatcher):
             claims,
             events,
             tx_hash=row["tx_hash"],
-            block_number=int(receipt["blockNumber"], 16),
+            block_number=block,
             submission_ids=[s.id for s in subs],
         )
-        self._record(row["id"], "mined", int(receipt["blockNumber"], 16), results)
+        self._write_records([_TxRecord(row["id"], row["tx_hash"], block, results)])
 
     def _mark_dropped(self, row: dict[str, Any]) -> None:
         log.error(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
@@ -42,7 +43,7 @@ from ledger.chain import STATUSES
 from ledger.claim import normalise_claim_data
 from ledger.errors import ChainUnavailableError, ClaimNotFoundError, LedgerError
 from ledger.listing import MAX_PAGE, ClaimFilter
-from ledger.service import ClaimOutcome, Member, QueuedSubmission, WouldBlock, parse_ledger_ref
+from ledger.service import ClaimOutcome, Member, QueuedSubmission, StagedSubmission, WouldBlock, parse_ledger_ref
 
 router = APIRouter(prefix="/v1", tags=["claims"])
 
@@ -147,25 +148,22 @@ async def submit_documents_async(
         # A replacement or void reads the index for the claim it names: all of it in a worker thread.
         return await anyio.to_thread.run_sync(submit_documents, runtime, member, documents)
     service = runtime.service
-    queued: QueuedSubmission | None = None
+    staged: StagedSubmission | None = None
     if len(documents) <= LOOP_STAGE_MAX:
         # A few claims: checked and fingerprinted right here (a fraction of a millisecond of CPU, less
         # than a worker thread's hop costs), unless a step would wait on the node or the store.
-        try:
+        with contextlib.suppress(WouldBlock):
             staged = service.stage(member, documents, blocking=False)
-        except WouldBlock:
-            pass
-        else:
-            await asyncio.wrap_future(staged.stored)
-            try:
-                queued = service.queue_stored(staged, blocking=False)
-            except WouldBlock:
-                queued = await anyio.to_thread.run_sync(lambda: service.queue_stored(staged))
-    if queued is None:
-        # The documents' write is awaited here, holding no thread.
+    if staged is None:
         staged = await anyio.to_thread.run_sync(lambda: service.stage(member, documents), limiter=checks)
-        await asyncio.wrap_future(staged.stored)
-        queued = await anyio.to_thread.run_sync(lambda: service.queue_stored(staged))
+    ready = staged
+    await asyncio.wrap_future(ready.stored)  # the documents' write, awaited holding no thread
+    queued: QueuedSubmission | None = None
+    if len(documents) <= LOOP_STAGE_MAX:  # a batch's queueing (a future a claim) would hold up the loop
+        with contextlib.suppress(WouldBlock):  # unless the account's pipeline is not started yet
+            queued = service.queue_stored(ready, blocking=False)
+    if queued is None:
+        queued = await anyio.to_thread.run_sync(lambda: service.queue_stored(ready))
     queued_at = monotonic()
     rpc = service.rpc
 
