@@ -224,6 +224,8 @@ class Runtime:
                 self.service.index()
             else:
                 self._keep_follower()
+            if self.node is not None and not self._stopping.is_set() and not self.node.keep_block_maker():
+                log.error("node: its block maker had ended; started it again")
             if time.monotonic() >= next_step_check:  # payer steps a node restored from an older state lost
                 next_step_check = time.monotonic() + STEP_CHECK_S
                 self.service.resend_lost_steps()
@@ -305,6 +307,7 @@ def _node_for(settings: Settings, *, serve: bool) -> tuple[LocalNode | None, str
         gas_limit=settings.node_gas_limit,
         block_time=settings.node_block_time_s,
         state_interval=settings.node_state_interval_s,
+        gather_blocks=settings.node_gather_blocks,
     )
     node = LocalNode(config).start()
     tmp = _node_file(settings).with_suffix(".tmp")

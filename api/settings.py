@@ -70,9 +70,13 @@ class Settings(BaseSettings):
     node_gas_limit: int = Field(default=1_000_000_000, ge=30_000_000)
     """The embedded node's block gas limit: room for several 1,000-claim transactions a block."""
     node_block_time_s: int | None = Field(default=None, ge=1)
-    """The embedded node mines a block every this many seconds instead of one per transaction
-    (automine). Automine answers soonest; on a large ledger, where anvil rebuilds its state trie
-    at every block, blocks of many transactions keep the rate up (README, Figures)."""
+    """The embedded node mines a block every this many seconds instead of as soon as transactions wait
+    (node_gather_blocks). That answers soonest; on a large ledger, where anvil rebuilds its state trie at
+    every block, long blocks of many transactions keep the rate up (README, Figures)."""
+    node_gather_blocks: bool = True
+    """Without a block time, the embedded node mines on demand (``ledger.block_maker``): the transactions that
+    come together go in one block, where automine (false) makes a block of each. A block costs anvil a rebuild
+    of its state trie, which grows with the ledger, so on a large ledger fewer blocks are more claims a second."""
     node_state_interval_s: int = Field(default=DEFAULT_STATE_INTERVAL_S, ge=1)
     """The embedded node saves its state this often (and on a clean stop). A save writes the whole state,
     about 2 KB a claim; a crash of the node loses at most this many seconds of blocks, and each gateway's

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -79,7 +80,9 @@ def rpc_answers(url: str, timeout: float = 0.5) -> bool:
 
 @dataclass
 class NodeConfig:
-    """How to run the local node. ``block_time`` None means automine (a block per transaction)."""
+    """How to run the local node. ``block_time`` None means a block as soon as transactions wait: automine (a
+    block per transaction), or with ``gather_blocks`` the block maker (``ledger.block_maker``: the transactions
+    that come together in one block)."""
 
     data_dir: Path
     host: str = DEFAULT_HOST
@@ -94,6 +97,7 @@ class NodeConfig:
     # blocks x state: 24 GB at 500,000 claims in 1 s blocks). Blocks, receipts and logs are kept.
     prune_history: int | None = DEFAULT_PRUNE_HISTORY
     extra_args: list[str] = field(default_factory=list)
+    gather_blocks: bool = False
 
 
 class LocalNode:
@@ -104,6 +108,7 @@ class LocalNode:
         self.data_dir = Path(config.data_dir)
         self.port = config.port
         self._process: subprocess.Popen[bytes] | None = None
+        self._block_maker: subprocess.Popen[bytes] | None = None
 
     @property
     def state_file(self) -> Path:
@@ -118,6 +123,16 @@ class LocalNode:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def block_maker(self) -> subprocess.Popen[bytes] | None:
+        """The block maker's process, while this node has one."""
+        return self._block_maker
+
+    @property
+    def gathers_blocks(self) -> bool:
+        """Whether the block maker mines this node (no interval, gather_blocks)."""
+        return self.config.block_time is None and self.config.gather_blocks
 
     def command(self) -> list[str]:
         c = self.config
@@ -148,6 +163,8 @@ class LocalNode:
             cmd += ["--max-persisted-states", "0"]
         if c.block_time is not None:
             cmd += ["--block-time", str(c.block_time)]
+        elif c.gather_blocks:
+            cmd += ["--no-mining"]  # the block maker mines
         return cmd + list(c.extra_args)
 
     def start_timeout(self) -> float:
@@ -179,10 +196,42 @@ class LocalNode:
                 self.kill()
                 raise NodeError(f"anvil did not answer on {self.rpc_url} within {timeout:.0f} s")
             time.sleep(0.02)
+        self.keep_block_maker()
         return self
 
+    def keep_block_maker(self) -> bool:
+        """Start the block maker if this node needs one and it is not running (it died); whether it was."""
+        if not self.gathers_blocks or not self.running:
+            return True
+        if self._block_maker is not None and self._block_maker.poll() is None:
+            return True
+        with open(self.data_dir / LOG_FILE, "ab") as log:
+            # A session of its own, as the node has: Ctrl-C is the owner's to handle, and the owner ends it by
+            # closing its stdin (it mines what waits, then leaves).
+            self._block_maker = subprocess.Popen(
+                [sys.executable, "-m", "ledger.block_maker", self.rpc_url],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return False
+
+    def _stop_block_maker(self, timeout: float = 10.0) -> None:
+        maker, self._block_maker = self._block_maker, None
+        if maker is None:
+            return
+        if maker.stdin is not None:
+            maker.stdin.close()
+        try:
+            maker.wait(timeout)
+        except subprocess.TimeoutExpired:
+            maker.kill()
+            maker.wait()
+
     def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT_S) -> None:
-        """Stop cleanly: SIGTERM makes anvil write its state file before it exits."""
+        """Stop cleanly: the block maker mines what waits, then SIGTERM makes anvil write its state file."""
+        self._stop_block_maker()
         process = self._process
         if process is None:
             return
@@ -198,6 +247,10 @@ class LocalNode:
 
     def kill(self) -> None:
         """Stop abruptly (SIGKILL), as a crash would: only the last periodic save survives."""
+        if self._block_maker is not None:
+            self._block_maker.kill()
+            self._block_maker.wait()
+            self._block_maker = None
         process = self._process
         if process is None:
             return

@@ -1,0 +1,173 @@
+"""The embedded node's block maker: mines a block once transactions wait, gathering those that come together.
+
+anvil's automine makes a block of every transaction the moment it arrives, and anvil answers no call
+while it mines: the next transaction waits, and becomes a block of its own as well. Each block costs
+anvil a rebuild of its state trie, which grows with the ledger (about 2.5 us a claim on chain: 250 ms a
+block at 100,000 claims, 2.5 s at a million), so one block a transaction costs the most there is.
+
+The block maker runs anvil without mining (``--no-mining``) and mines on demand instead: it watches the
+pool (``txpool_status``), and once transactions wait and no more have come for a short while it mines
+them into one block (``evm_mine``). The while is a tenth of the last block's mining time, at most
+:data:`MAX_GATHER_S`: nothing when blocks are cheap (an empty ledger answers as soon as automine would),
+and on a large ledger the transactions that were held up by the last block go into the next one together.
+
+It is a process of its own (``python -m ledger.block_maker <rpc_url>``, started by
+:class:`ledger.node.LocalNode`), so that its polling takes nothing from the gateway's interpreter. It ends
+when its standard input closes (its owner is gone) or on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+from urllib.parse import urlsplit
+
+import orjson
+
+log = logging.getLogger("claimledger.block_maker")
+
+BUSY_POLL_S = 0.001
+"""How often the pool is looked at while transactions come or wait."""
+IDLE_POLL_S = 0.002
+IDLE_POLL_MAX_S = 0.02
+"""With nothing waiting, the look-ups slow down from IDLE_POLL_S to this (the first transaction after a quiet
+spell waits at most this long for its block)."""
+GATHER_SHARE = 0.1
+"""Waiting transactions wait for more this share of the last block's mining time ..."""
+MAX_GATHER_S = 0.05
+"""... and at most this long after the last one came, ..."""
+MAX_HOLD_S = 0.25
+"""... and no transaction waits longer than this for its block to start, however many keep coming."""
+RETRY_S = 0.1
+"""After a failed call (the node restarting, or gone)."""
+
+
+class BlockMaker:
+    """Mines the node at ``rpc_url`` on demand (see the module's doc). :meth:`run` until :meth:`stop`."""
+
+    def __init__(self, rpc_url: str) -> None:
+        parts = urlsplit(rpc_url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"the block maker needs an http:// RPC URL, not {rpc_url!r}")
+        self.host = parts.hostname
+        self.port = parts.port or 80
+        self.path = parts.path or "/"
+        self.blocks = 0
+        self.last_mine_s = 0.0
+        self._stop = threading.Event()
+        self._conn: http.client.HTTPConnection | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def call(self, method: str) -> object:
+        """One JSON-RPC call without parameters over a kept connection; OSError if the node does not answer."""
+        body = b'{"jsonrpc":"2.0","id":1,"method":"' + method.encode() + b'","params":[]}'
+        try:
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=600)
+            self._conn.request("POST", self.path, body, {"Content-Type": "application/json"})
+            answer = orjson.loads(self._conn.getresponse().read())
+        except (OSError, http.client.HTTPException, orjson.JSONDecodeError) as exc:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+            raise OSError(f"{method}: {exc}") from exc
+        if "error" in answer:
+            raise OSError(f"{method}: {answer['error']}")
+        return answer.get("result")
+
+    def waiting(self) -> int:
+        """Transactions the node holds ready for a block."""
+        status = self.call("txpool_status")
+        pending = status.get("pending") if isinstance(status, dict) else None
+        return int(pending, 16) if isinstance(pending, str) else int(pending or 0)
+
+    def gather_s(self) -> float:
+        """How long after the last transaction came the waiting ones wait for more."""
+        return min(GATHER_SHARE * self.last_mine_s, MAX_GATHER_S)
+
+    def mine(self) -> None:
+        started = time.monotonic()
+        self.call("evm_mine")
+        self.last_mine_s = time.monotonic() - started
+        self.blocks += 1
+
+    def run(self) -> None:
+        seen = 0  # transactions waiting at the last look
+        first_at = grew_at = 0.0
+        idle_poll = IDLE_POLL_S
+        while not self._stop.is_set():
+            try:
+                waiting = self.waiting()
+                now = time.monotonic()
+                if waiting == 0:
+                    seen = 0
+                    self._stop.wait(idle_poll)
+                    idle_poll = min(idle_poll * 1.25, IDLE_POLL_MAX_S)
+                    continue
+                idle_poll = IDLE_POLL_S
+                if seen == 0:
+                    first_at = now
+                if waiting > seen:
+                    seen, grew_at = waiting, now
+                if now - grew_at < self.gather_s() and now - first_at < MAX_HOLD_S:
+                    self._stop.wait(BUSY_POLL_S)
+                    continue
+                self.mine()
+                seen = 0
+            except OSError as exc:
+                log.debug("block maker: %s; trying again", exc)
+                seen = 0
+                self._stop.wait(RETRY_S)
+        self.finish()
+
+    def finish(self) -> None:
+        """Mine what waits (a clean stop leaves no transaction in the pool, which the node does not save)."""
+        try:
+            if self.waiting():
+                self.mine()
+        except OSError as exc:
+            log.warning("block maker: at the end, %s", exc)
+
+
+def _end_with_stdin(maker: BlockMaker) -> None:
+    """Stop once standard input closes: the process that started this one has ended or let it go."""
+
+    def watch() -> None:
+        fd = sys.stdin.fileno()
+        try:
+            while os.read(fd, 4096):
+                pass
+        except OSError:
+            pass
+        maker.stop()
+
+    threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m ledger.block_maker <rpc_url>", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    maker = BlockMaker(argv[0])
+
+    def on_term(_signum: int, _frame: FrameType | None) -> None:
+        maker.stop()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the owner, which ends this by closing stdin
+    _end_with_stdin(maker)
+    maker.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
