@@ -8,8 +8,11 @@ block at 100,000 claims, 2.5 s at a million), so one block a transaction costs t
 The block maker runs anvil without mining (``--no-mining``) and mines on demand instead: it watches the
 pool (``txpool_status``), and once transactions wait and no more have come for a short while it mines
 them into one block (``evm_mine``). The while is a tenth of the last block's mining time, at most
-:data:`MAX_GATHER_S`: nothing when blocks are cheap (an empty ledger answers as soon as automine would),
-and on a large ledger the transactions that were held up by the last block go into the next one together.
+:data:`MAX_GATHER_S`: next to nothing when blocks are cheap (an empty ledger answers about as soon as
+automine would), and on a large ledger (3.5 s a block at a million claims) a third of a second, in which
+the receipts of the last block are read, its claims answered, and the transactions that were held up by it
+and those of the next batches sent: they go into the next block together. Measured at 1,000,000-1,100,000
+claims (32 clients, batches of 1,000): 1,307 claims/s with at most 50 ms, 1,728 with at most 500 ms.
 
 It is a process of its own (``python -m ledger.block_maker <rpc_url>``, started by
 :class:`ledger.node.LocalNode`), so that its polling takes nothing from the gateway's interpreter. It ends
@@ -40,9 +43,9 @@ IDLE_POLL_MAX_S = 0.02
 spell waits at most this long for its block)."""
 GATHER_SHARE = 0.1
 """Waiting transactions wait for more this share of the last block's mining time ..."""
-MAX_GATHER_S = 0.05
+MAX_GATHER_S = 0.5
 """... and at most this long after the last one came, ..."""
-MAX_HOLD_S = 0.25
+MAX_HOLD_S = 1.0
 """... and no transaction waits longer than this for its block to start, however many keep coming."""
 RETRY_S = 0.1
 """After a failed call (the node restarting, or gone)."""

@@ -67,13 +67,18 @@ def free_port(host: str = DEFAULT_HOST) -> int:
         return port
 
 
+def _rpc(url: str, method: str, params: list[object], timeout: float) -> dict[str, object]:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        answer: dict[str, object] = json.loads(response.read())
+        return answer
+
+
 def rpc_answers(url: str, timeout: float = 0.5) -> bool:
     """Whether a JSON-RPC node answers eth_chainId at `url`."""
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return "result" in json.loads(response.read())
+        return "result" in _rpc(url, "eth_chainId", [], timeout)
     except (urllib.error.URLError, OSError, ValueError):
         return False
 
@@ -196,6 +201,11 @@ class LocalNode:
                 self.kill()
                 raise NodeError(f"anvil did not answer on {self.rpc_url} within {timeout:.0f} s")
             time.sleep(0.02)
+        # anvil takes --gas-limit for a new chain only: a saved state brings the limit it was saved with.
+        answer = _rpc(self.rpc_url, "anvil_setBlockGasLimit", [hex(self.config.gas_limit)], timeout)
+        if answer.get("result") is not True:
+            self.kill()
+            raise NodeError(f"anvil refused the block gas limit {self.config.gas_limit}: {answer.get('error')}")
         self.keep_block_maker()
         return self
 

@@ -7,6 +7,7 @@ keeps each document encrypted off chain, and answers from the chain and its SQL 
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import threading
@@ -98,9 +99,13 @@ class WatchedRpcClient(RpcClient):
         super().__init__(url)
         self.answered_at = float("-inf")
         self.failed_at = float("-inf")
+        self._calls = itertools.count()
+        self._outstanding: dict[int, float] = {}  # calls under way: when each started
 
     def call(self, method: str, *params: Any) -> Any:
         started = time.monotonic()
+        token = next(self._calls)
+        self._outstanding[token] = started
         try:
             result = super().call(method, *params)
         except ChainUnavailableError:
@@ -109,6 +114,8 @@ class WatchedRpcClient(RpcClient):
         except RpcError:
             self.answered_at = max(self.answered_at, started)
             raise
+        finally:
+            del self._outstanding[token]
         self.answered_at = max(self.answered_at, started)
         return result
 
@@ -116,6 +123,15 @@ class WatchedRpcClient(RpcClient):
         """Whether a call started within ``seconds`` found the node answering, and none since found it gone."""
         answered = self.answered_at
         return answered > self.failed_at and time.monotonic() - answered < seconds
+
+    def busy_within(self, seconds: float) -> bool:
+        """Whether the last call to end found the node answering and a call started within ``seconds`` is
+        still waiting for its answer: a node that is mining (anvil answers nothing until its block is made:
+        seconds on a ledger of a million claims) rather than one that is gone (a call would have failed)."""
+        if self.answered_at <= self.failed_at:
+            return False
+        since = time.monotonic() - seconds
+        return any(started > since for started in self._outstanding.copy().values())
 
 
 class WouldBlock(Exception):

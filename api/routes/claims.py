@@ -66,8 +66,9 @@ LOOP_STAGE_MAX = 4
 
 
 def ensure_node(runtime: Runtime) -> None:
-    """Refuse at once (503) while the node is unreachable, rather than queue work behind it."""
-    if not runtime.service.rpc.answers():
+    """Refuse at once (503) while the node is unreachable, rather than queue work behind it (a probe, unless
+    a recent call found it up or calls are waiting on a busy node: Runtime.node_answered_recently)."""
+    if not runtime.node_answers():
         raise ChainUnavailableError(f"the node at {runtime.rpc_url} does not answer: nothing was accepted; retry later")
 
 

@@ -68,7 +68,9 @@ def test_the_wait_for_more_is_a_share_of_the_last_block_and_bounded(tmp_path: Pa
     assert maker.gather_s() == 0  # before any block: at once, as automine
     maker.last_mine_s = 0.2
     assert maker.gather_s() == pytest.approx(0.02)
-    maker.last_mine_s = 4.0  # a block on a ledger of a million claims or more
+    maker.last_mine_s = 3.5  # a block on a ledger of a million claims
+    assert maker.gather_s() == pytest.approx(0.35)
+    maker.last_mine_s = 60.0
     assert maker.gather_s() == MAX_GATHER_S
     with pytest.raises(ValueError, match="http://"):
         BlockMaker("ws://127.0.0.1:8545")

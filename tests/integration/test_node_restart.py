@@ -184,3 +184,18 @@ def test_a_deployment_record_without_its_chain_state_is_a_configuration_error(
         ensure_deployed(w3, data, w3.eth.accounts[0])
     assert w3.eth.block_number == 0, "ensure_deployed deployed a new ledger over the record"
     assert (data / DEPLOYMENT_FILE).exists()
+
+
+def test_a_restarted_node_takes_the_block_gas_limit_it_is_given(nodes: list[LocalNode], tmp_path: Path) -> None:
+    # anvil's --gas-limit applies to a new chain only; a saved state brought back the limit it was saved with.
+    first = LocalNode(NodeConfig(data_dir=tmp_path, gas_limit=40_000_000)).start()
+    nodes.append(first)
+    w3 = connect(first.rpc_url)
+    w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    assert w3.eth.get_block("latest")["gasLimit"] == 40_000_000
+    first.stop()
+    again = LocalNode(NodeConfig(data_dir=tmp_path, gas_limit=90_000_000)).start()
+    nodes.append(again)
+    w3 = connect(again.rpc_url)
+    w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    assert w3.eth.get_block("latest")["gasLimit"] == 90_000_000
