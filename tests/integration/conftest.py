@@ -29,6 +29,15 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNode]:
         local.stop()
 
 
+@pytest.fixture
+def nodes() -> Iterator[list[LocalNode]]:
+    """Nodes a test starts (each its own anvil); whatever is still running at the end is killed."""
+    started: list[LocalNode] = []
+    yield started
+    for started_node in started:
+        started_node.kill()
+
+
 @pytest.fixture(scope="session")
 def w3(node: LocalNode) -> Web3:
     w3 = connect(node.rpc_url)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,14 +18,6 @@ from ledger.node import LocalNode, NodeConfig
 
 MINED_WITHIN_S = 5.0
 """Generous: an idle block maker looks at the pool every 20 ms at most."""
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[LocalNode]]:
-    started: list[LocalNode] = []
-    yield started
-    for node in started:
-        node.kill()
 
 
 def transfers(w3: Web3, n: int) -> list[bytes]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,15 +22,6 @@ from tests.integration.support import ACCEPTED_REASON, KEY_ID, random_key
 
 STATE_SAVE_TIMEOUT_S = 10.0
 """Generous next to the 1 s save interval: a loaded machine may be slow, never this slow."""
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[LocalNode]]:
-    """Nodes a test starts; whatever is still running at the end is stopped."""
-    started: list[LocalNode] = []
-    yield started
-    for node in started:
-        node.kill()
 
 
 def start(nodes: list[LocalNode], data_dir: Path) -> tuple[LocalNode, Web3]:
