@@ -82,7 +82,43 @@ class RpcClient:
 
     def call(self, method: str, *params: Any) -> Any:
         body = orjson.dumps({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)})
-        attempts = RETRY_ATTEMPTS if method in RETRYABLE_METHODS else 1
+        answer = self._post(body, method, retry=method in RETRYABLE_METHODS)
+        if "error" in answer:
+            raise RpcError(method, answer["error"])
+        return answer.get("result")
+
+    def send_raw_many(self, raws: list[bytes]) -> list[str | RpcError]:
+        """Send signed transactions in one JSON-RPC batch request, in the order given (nonce order); per
+        transaction its hash or the node's refusal. ChainUnavailableError if the node does not answer.
+        Safe to repeat: the chain dedupes a signed transaction by its hash."""
+        method = "eth_sendRawTransaction"
+        ids = [next(self._ids) for _ in raws]
+        body = orjson.dumps(
+            [
+                {"jsonrpc": "2.0", "id": i, "method": method, "params": ["0x" + raw.hex()]}
+                for i, raw in zip(ids, raws, strict=True)
+            ]
+        )
+        answers = self._post(body, f"{method} (a batch of {len(raws)})", retry=True)
+        if not isinstance(answers, list):  # a node that takes no batches answers with one error
+            error = answers.get("error", answers) if isinstance(answers, dict) else answers
+            raise RpcError(method, error if isinstance(error, dict) else {"message": str(error)})
+        by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
+        results: list[str | RpcError] = []
+        for i in ids:
+            answer = by_id.get(i)
+            if answer is None:
+                results.append(RpcError(method, {"message": "no answer for it in the batch"}))
+            elif "error" in answer:
+                results.append(RpcError(method, answer["error"]))
+            else:
+                results.append(str(answer.get("result")))
+        return results
+
+    def _post(self, body: bytes, what: str, *, retry: bool) -> Any:
+        """POST one JSON-RPC request (or batch) and parse the answer; ChainUnavailableError if the node does
+        not answer (after RETRY_ATTEMPTS connection attempts when ``retry``) or answers with HTTP 5xx."""
+        attempts = RETRY_ATTEMPTS if retry else 1
         for attempt in range(attempts):
             try:
                 response = self._session().post(self.url, data=body, timeout=self.timeout)
@@ -90,14 +126,11 @@ class RpcClient:
             except (requests.ConnectionError, requests.Timeout) as exc:
                 self._local.session = None
                 if attempt + 1 == attempts:
-                    raise ChainUnavailableError(f"node at {self.url} did not answer {method}: {exc}") from exc
+                    raise ChainUnavailableError(f"node at {self.url} did not answer {what}: {exc}") from exc
                 time.sleep(RETRY_BACKOFF_S * (attempt + 1))
         if response.status_code >= 500 or not response.content:
-            raise ChainUnavailableError(f"node at {self.url} answered {method} with HTTP {response.status_code}")
-        answer = orjson.loads(response.content)
-        if "error" in answer:
-            raise RpcError(method, answer["error"])
-        return answer.get("result")
+            raise ChainUnavailableError(f"node at {self.url} answered {what} with HTTP {response.status_code}")
+        return orjson.loads(response.content)
 
     # -------------------------------------------------------------- typed helpers
 

@@ -38,7 +38,7 @@ from ledger.errors import (
 from ledger.fingerprint import Keyring, canonical_document, fingerprints_for_rotation
 from ledger.indexer import Indexer
 from ledger.pipeline import SubmissionPipeline, SubmissionResult
-from ledger.rpc import RpcClient, RpcError
+from ledger.rpc import RpcClient
 from ledger.steps import StepSender
 from ledger.store import indexed_claims, indexed_events
 from ledger.validation import find_problems
@@ -102,22 +102,19 @@ class WatchedRpcClient(RpcClient):
         self._calls = itertools.count()
         self._outstanding: dict[int, float] = {}  # calls under way: when each started
 
-    def call(self, method: str, *params: Any) -> Any:
+    def _post(self, body: bytes, what: str, *, retry: bool) -> Any:
         started = time.monotonic()
         token = next(self._calls)
         self._outstanding[token] = started
         try:
-            result = super().call(method, *params)
+            answer = super()._post(body, what, retry=retry)
         except ChainUnavailableError:
             self.failed_at = max(self.failed_at, started)
             raise
-        except RpcError:
-            self.answered_at = max(self.answered_at, started)
-            raise
         finally:
             del self._outstanding[token]
-        self.answered_at = max(self.answered_at, started)
-        return result
+        self.answered_at = max(self.answered_at, started)  # an answer, an error included
+        return answer
 
     def answered_within(self, seconds: float) -> bool:
         """Whether a call started within ``seconds`` found the node answering, and none since found it gone."""
