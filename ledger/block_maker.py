@@ -15,9 +15,12 @@ and those of the next batches sent: they go into the next block together. Measur
 batches of 1,000: 1,307 claims/s with at most 50 ms (from 1.1 to 1.2 million claims), 1,728 with at most
 500 ms (from 1.2 to 1.3 million).
 
-It is a process of its own (``python -m ledger.block_maker <rpc_url>``, started by
+It is a process of its own (``python -m ledger.block_maker <rpc_url> [<node_pid>]``, started by
 :class:`ledger.node.LocalNode`), so that its polling takes nothing from the gateway's interpreter. It ends
-when its standard input closes (its owner is gone) or on SIGTERM.
+on SIGTERM, or when its standard input closes. Its owner writes STOP first on a clean stop; a standard
+input that closes without it means the owner died (killed, crashed), and the block maker then stops the
+node too (SIGTERM: anvil saves its state and exits), which would otherwise run on over the data folder and
+keep the next start from starting one.
 """
 
 from __future__ import annotations
@@ -141,35 +144,59 @@ class BlockMaker:
             log.warning("block maker: at the end, %s", exc)
 
 
-def _end_with_stdin(maker: BlockMaker) -> None:
-    """Stop once standard input closes: the process that started this one has ended or let it go."""
+STOP = b"stop\n"
+"""What the owner writes to the block maker's standard input before it closes it on a clean stop."""
+
+
+def _end_with_stdin(maker: BlockMaker, owner_gone: threading.Event) -> None:
+    """Stop once standard input closes; without STOP before, the owner is gone (``owner_gone`` set)."""
 
     def watch() -> None:
         fd = sys.stdin.fileno()
+        said = b""
         try:
-            while os.read(fd, 4096):
-                pass
+            while chunk := os.read(fd, 4096):
+                said += chunk
         except OSError:
             pass
+        if STOP not in said:
+            owner_gone.set()
         maker.stop()
 
     threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
 
 
+def stop_orphaned_node(pid: int) -> bool:
+    """SIGTERM the node process ``pid`` if it is still an anvil (not a process that took its pid since)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            command = f.read().split(b"\0")[0]
+    except OSError:
+        return False
+    if not command.endswith(b"anvil"):
+        return False
+    log.warning("block maker: its owner is gone; stopping the node (pid %d), which saves its state", pid)
+    os.kill(pid, signal.SIGTERM)
+    return True
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m ledger.block_maker <rpc_url>", file=sys.stderr)
+    if len(argv) not in (1, 2) or (len(argv) == 2 and not argv[1].isdigit()):
+        print("usage: python -m ledger.block_maker <rpc_url> [<node_pid>]", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     maker = BlockMaker(argv[0])
+    owner_gone = threading.Event()
 
     def on_term(_signum: int, _frame: FrameType | None) -> None:
         maker.stop()
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the owner, which ends this by closing stdin
-    _end_with_stdin(maker)
+    _end_with_stdin(maker, owner_gone)
     maker.run()
+    if owner_gone.is_set() and len(argv) == 2:
+        stop_orphaned_node(int(argv[1]))
     return 0
 
 

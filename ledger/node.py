@@ -8,6 +8,7 @@ window), keeps no per-block snapshots on disk, and stops it cleanly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from ledger.block_maker import STOP
 from ledger.errors import NodeError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -211,7 +213,7 @@ class LocalNode:
 
     def keep_block_maker(self) -> bool:
         """Start the block maker if this node needs one and it is not running (it died); whether it was."""
-        if not self.gathers_blocks or not self.running:
+        if not self.gathers_blocks or self._process is None or self._process.poll() is not None:
             return True
         if self._block_maker is not None and self._block_maker.poll() is None:
             return True
@@ -219,7 +221,7 @@ class LocalNode:
             # A session of its own, as the node has: Ctrl-C is the owner's to handle, and the owner ends it by
             # closing its stdin (it mines what waits, then leaves).
             self._block_maker = subprocess.Popen(
-                [sys.executable, "-m", "ledger.block_maker", self.rpc_url],
+                [sys.executable, "-m", "ledger.block_maker", self.rpc_url, str(self._process.pid)],
                 stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -232,7 +234,10 @@ class LocalNode:
         if maker is None:
             return
         if maker.stdin is not None:
-            maker.stdin.close()
+            with contextlib.suppress(OSError):  # a block maker that died has no reader
+                maker.stdin.write(STOP)  # a clean stop: it mines what waits and leaves the node to this process
+            with contextlib.suppress(OSError):
+                maker.stdin.close()
         try:
             maker.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -1,19 +1,24 @@
 """The embedded node's block maker (``ledger.block_maker``) against a real anvil: transactions that wait
 together go in one block, every transaction is mined without anyone asking, what waits at a clean stop is
-mined, and a block maker that dies is started again. Each test runs its own anvil."""
+mined, a block maker that dies is started again, and one whose owner dies stops the node. Each test runs its
+own anvil."""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from web3 import Web3
 
-from ledger.block_maker import MAX_GATHER_S, BlockMaker
+from ledger.block_maker import MAX_GATHER_S, BlockMaker, stop_orphaned_node
 from ledger.chain import connect
-from ledger.node import LocalNode, NodeConfig
+from ledger.node import STATE_FILE, LocalNode, NodeConfig
 
 MINED_WITHIN_S = 5.0
 """Generous: an idle block maker looks at the pool every 20 ms at most."""
@@ -115,3 +120,50 @@ def test_a_block_time_or_automine_needs_no_block_maker(nodes: list[LocalNode], t
     [tx] = transfers(w3, 1)
     # anvil mines it as it comes, with no one asking (the hash may come back a moment before the block)
     assert w3.eth.wait_for_transaction_receipt(tx, timeout=MINED_WITHIN_S, poll_latency=0.01)["status"] == 1
+
+
+OWNER = """
+import sys, time
+from pathlib import Path
+from ledger.node import LocalNode, NodeConfig
+node = LocalNode(NodeConfig(data_dir=Path(sys.argv[1]), gather_blocks=True)).start()
+print(node._process.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_node_whose_owner_dies_is_stopped_by_its_block_maker(tmp_path: Path) -> None:
+    # The owner (a gateway) is killed: nothing stops its anvil, which would run on over the data folder and
+    # keep the next start from starting a node there. Its block maker sees its stdin close without STOP.
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, str(tmp_path)], stdout=subprocess.PIPE, cwd=Path(__file__).parents[2]
+    )
+    try:
+        assert owner.stdout is not None
+        anvil_pid = int(owner.stdout.readline())
+        os.kill(anvil_pid, 0)  # running
+        owner.kill()
+        owner.wait(10)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{anvil_pid}").exists() and b"anvil" in _cmdline(anvil_pid):
+            assert time.monotonic() < deadline, "the orphaned node is still running"
+            time.sleep(0.1)
+    finally:
+        owner.kill()
+        if Path(f"/proc/{anvil_pid}").exists() and b"anvil" in _cmdline(anvil_pid):
+            os.kill(anvil_pid, signal.SIGKILL)
+    assert (tmp_path / STATE_FILE).exists()  # stopped by SIGTERM: it saved its state
+    again = LocalNode(NodeConfig(data_dir=tmp_path, gather_blocks=True)).start()  # the folder is free again
+    again.stop()
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_only_an_anvil_is_stopped_for_a_dead_owner() -> None:
+    assert stop_orphaned_node(os.getpid()) is False  # this test's own process is not an anvil
+    assert stop_orphaned_node(2**22 + 12345) is False  # no such process
