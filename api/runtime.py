@@ -29,12 +29,13 @@ import api.idempotency  # noqa: F401 - its table joins ledger.store.metadata bef
 from api.settings import DEFAULT_DEV_FUNDING_WEI, Settings
 from ledger.audit import AccessLog
 from ledger.chain import ClaimLedgerContract, connect
+from ledger.child_process import every
 from ledger.consortium import DEV_CHAIN_IDS, OPERATOR_NAME, Consortium, IssuedKey, dev_operator_account
 from ledger.deploy import ensure_deployed, load_deployment
 from ledger.documents import DocumentKey, DocumentVault
 from ledger.errors import ConfigurationError
 from ledger.fingerprint import Keyring
-from ledger.index_follower import IndexFollower, every
+from ledger.index_follower import IndexFollower
 from ledger.node import LocalNode, NodeConfig, rpc_answers
 from ledger.service import ClaimLedgerService
 from ledger.store import create_tables, make_engine
@@ -178,7 +179,8 @@ class Runtime:
         return rpc.answered_within(self.settings.node_check_s) or rpc.busy_within(NODE_BUSY_S)
 
     def node_answers(self) -> bool:
-        """Whether the node answers: a probe, unless a call within settings.node_check_s found it up."""
+        """Whether the node answers: a probe, unless a recent call found it up or calls wait on it busy
+        (:meth:`node_answered_recently`)."""
         return self.node_answered_recently() or self.service.rpc.answers()
 
     async def node_answers_async(self) -> bool:

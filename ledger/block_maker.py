@@ -37,6 +37,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from ledger.child_process import watch_owner
+
 log = logging.getLogger("claimledger.block_maker")
 
 BUSY_POLL_S = 0.001
@@ -184,24 +186,6 @@ STOP = b"stop\n"
 """What the owner writes to the block maker's standard input before it closes it on a clean stop."""
 
 
-def _end_with_stdin(maker: BlockMaker, owner_gone: threading.Event) -> None:
-    """Stop once standard input closes; without STOP before, the owner is gone (``owner_gone`` set)."""
-
-    def watch() -> None:
-        fd = sys.stdin.fileno()
-        said = b""
-        try:
-            while chunk := os.read(fd, 4096):
-                said += chunk
-        except OSError:
-            pass
-        if STOP not in said:
-            owner_gone.set()
-        maker.stop()
-
-    threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
-
-
 def stop_orphaned_node(pid: int) -> bool:
     """SIGTERM the node process ``pid`` if it is still an anvil (not a process that took its pid since)."""
     try:
@@ -229,7 +213,13 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the owner, which ends this by closing stdin
-    _end_with_stdin(maker, owner_gone)
+
+    def on_owner_end(said: bytes) -> None:
+        if STOP not in said:  # the owner died without a clean stop
+            owner_gone.set()
+        maker.stop()
+
+    watch_owner(on_owner_end)
     maker.run()
     if owner_gone.is_set() and len(argv) == 2:
         stop_orphaned_node(int(argv[1]))

@@ -21,10 +21,9 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from ledger.errors import LedgerError
+from ledger.child_process import end_helper, every, watch_owner
 from ledger.indexer import Indexer
 from ledger.rpc import RpcClient
 from ledger.store import make_engine
@@ -34,26 +33,6 @@ log = logging.getLogger("claimledger.indexer")
 DATABASE_URL_ENV = "CLAIMLEDGER_INDEX_DATABASE_URL"
 """The database URL goes to the child in its environment, not its command line (which ``ps`` shows)."""
 STOP_TIMEOUT_S = 10.0
-
-
-def every(interval_s: float, stop: threading.Event, work: Callable[[], object], name: str) -> None:
-    """Run ``work`` now and then every ``interval_s`` until ``stop``. A failure is logged (a LedgerError once
-    while it lasts, with its recovery; anything else each time) and the loop goes on."""
-    failing = False
-    while True:
-        try:
-            work()
-            if failing:
-                log.info("%s: the node answers again", name)
-            failing = False
-        except LedgerError as exc:
-            if not failing:
-                log.warning("%s: %s (retrying every %.2f s)", name, exc, interval_s)
-            failing = True
-        except Exception:  # the loop must outlive any one failure
-            log.exception("%s: unexpected failure", name)
-        if stop.wait(interval_s):
-            return
 
 
 def follow(indexer: Indexer, stop: threading.Event, interval_s: float) -> None:
@@ -76,13 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
-    def watch_parent() -> None:
-        # Unbuffered: a daemon thread blocked in a buffered read holds its lock through interpreter shutdown.
-        while os.read(sys.stdin.fileno(), 4096):
-            pass  # the gateway writes nothing: the read returns empty when it closes the pipe, or dies
-        stop.set()
-
-    threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
+    watch_owner(lambda _said: stop.set())  # the gateway closes the pipe, or dies
     engine = make_engine(url)
     try:
         indexer = Indexer(RpcClient(args.rpc_url), args.contract, engine, start_block=args.start_block)
@@ -142,15 +115,8 @@ class IndexFollower:
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         process, self._process = self._process, None
-        if process is None:
-            return
-        if process.stdin is not None:
-            process.stdin.close()  # the child's cue to finish its range and leave
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            end_helper(process, timeout)  # it finishes its range and leaves
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ window), keeps no per-block snapshots on disk, and stops it cleanly.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ledger.block_maker import STOP
+from ledger.child_process import end_helper
 from ledger.errors import NodeError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -231,18 +231,8 @@ class LocalNode:
 
     def _stop_block_maker(self, timeout: float = 10.0) -> None:
         maker, self._block_maker = self._block_maker, None
-        if maker is None:
-            return
-        if maker.stdin is not None:
-            with contextlib.suppress(OSError):  # a block maker that died has no reader
-                maker.stdin.write(STOP)  # a clean stop: it mines what waits and leaves the node to this process
-            with contextlib.suppress(OSError):
-                maker.stdin.close()
-        try:
-            maker.wait(timeout)
-        except subprocess.TimeoutExpired:
-            maker.kill()
-            maker.wait()
+        if maker is not None:  # a clean stop: it mines what waits and leaves the node to this process
+            end_helper(maker, timeout, word=STOP)
 
     def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT_S) -> None:
         """Stop cleanly: the block maker mines what waits, then SIGTERM makes anvil write its state file."""

@@ -465,10 +465,8 @@ class SubmissionPipeline(ClaimBatcher):
                 if error is not None:
                     log.error("sending %s failed (%s); it stays in the outbox", flight.tx_hash, error)
                     _fail(flight.items, error, "sending failed")
-                elif (
-                    self._after_send is not None
-                ):  # before the receipt loop sees it: a crash here is "sent, not settled"
-                    self._after_send(flight.tx_hash)
+                elif self._after_send is not None:
+                    self._after_send(flight.tx_hash)  # before the receipt loop sees it: "sent, not settled"
                 with self._in_flight_lock:
                     self._to_send.popleft()
                     if error is None:
@@ -494,13 +492,14 @@ class SubmissionPipeline(ClaimBatcher):
         for flight, answer in zip(flights, answers, strict=True):
             if isinstance(answer, RpcError) and not answer.already_known(nonce_used=True):
                 refused[flight.tx_hash] = answer
-        now = int(time.time())
-        with writing(self.engine) as conn:
-            bulk(
-                conn,
-                "UPDATE outbox SET status = ?, updated_at = ? WHERE tx_hash = ?",
-                [("sent", now, f.tx_hash) for f in flights if f.tx_hash not in refused],
-            )
+        sent = [f.tx_hash for f in flights if f.tx_hash not in refused]
+        if sent:
+            with writing(self.engine) as conn:
+                conn.execute(
+                    update(outbox)
+                    .where(outbox.c.tx_hash.in_(sent), outbox.c.status == "signed")
+                    .values(status="sent", updated_at=int(time.time()))
+                )
         return refused
 
     def _send_one(self, raw: bytes, tx_hash: str) -> str | RpcError:

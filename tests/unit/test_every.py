@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
+from ledger.child_process import every
 from ledger.errors import ChainUnavailableError
-from ledger.index_follower import every
 
 
 def test_a_failure_is_logged_once_while_it_lasts_and_its_end_too(caplog: pytest.LogCaptureFixture) -> None:
@@ -31,7 +31,7 @@ def test_a_failure_is_logged_once_while_it_lasts_and_its_end_too(caplog: pytest.
         if outcome is not None:
             raise outcome
 
-    with caplog.at_level(logging.INFO, logger="claimledger.indexer"):
+    with caplog.at_level(logging.INFO, logger="claimledger.helpers"):
         every(0.001, stop, work, "indexer")
     assert runs == len(outcomes)  # it went on after every failure, and ended on stop
     messages = [r.getMessage() for r in caplog.records]
