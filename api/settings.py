@@ -9,7 +9,6 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ledger.node import DEFAULT_STATE_INTERVAL_S
 from ledger.service import DEFAULT_SUBMIT_TIMEOUT_S
 from ledger.store import sqlite_url
 
@@ -78,10 +77,11 @@ class Settings(BaseSettings):
     """Without a block time, the embedded node mines on demand (``ledger.block_maker``): the transactions that
     come together go in one block, where automine (false) makes a block of each. A block costs anvil a rebuild
     of its state trie, which grows with the ledger, so on a large ledger fewer blocks are more claims a second."""
-    node_state_interval_s: int = Field(default=DEFAULT_STATE_INTERVAL_S, ge=1)
+    node_state_interval_s: int | None = Field(default=None, ge=1)
     """The embedded node saves its state this often (and on a clean stop). A save writes the whole state,
     about 2 KB a claim; a crash of the node loses at most this many seconds of blocks, and each gateway's
-    outbox sends its own transactions of that window again."""
+    outbox sends its own transactions of that window again. Unset: 10 s, and a second more for every 50 MB
+    of state saved when the node starts (60 s at a million claims; ``ledger.node.state_interval_for``)."""
     max_tx_gas: int = Field(default=100_000_000, ge=1_000_000)
     """The most gas one submission transaction may use (a 1,000-claim batch needs about 55M)."""
     pipeline_max_wait_ms: float = Field(default=5.0, ge=0)
