@@ -101,6 +101,15 @@ class WatchedRpcClient(RpcClient):
         self.failed_at = float("-inf")
         self._calls = itertools.count()
         self._outstanding: dict[int, float] = {}  # calls under way: when each started
+        self.newest_receipt_block = -1
+        """The newest block a receipt read through this client was in: what the pipelines and the payer steps
+        answered as recorded is in it or before, so a read indexes at least that far (Indexer.catch_up)."""
+
+    def receipt(self, tx_hash: str) -> dict[str, Any] | None:
+        receipt = super().receipt(tx_hash)
+        if receipt is not None and receipt.get("blockNumber"):
+            self.newest_receipt_block = max(self.newest_receipt_block, int(receipt["blockNumber"], 16))
+        return receipt
 
     def _post(self, body: bytes, what: str, *, retry: bool) -> Any:
         started = time.monotonic()
@@ -456,7 +465,7 @@ class ClaimLedgerService:
         addressed to ``member``: claim_not_found; a step the contract refuses: contract_revert).
         """
         self._ensure_payer(member, "post payer steps")
-        self.indexer.run_once()
+        self.catch_up()
         answers: list[dict[str, Any] | None] = [None] * len(steps)
         runnable: list[int] = []
         payers: dict[tuple[bytes, int], int] = {}  # each claim's payer, read once however many steps it has
@@ -522,11 +531,17 @@ class ClaimLedgerService:
     # -------------------------------------------------------------- reads
 
     def index(self) -> None:
+        """Index what the chain has now."""
         self.indexer.run_once()
+
+    def catch_up(self) -> None:
+        """Before a read: the index holds every block this gateway had a receipt of, and is at most
+        CATCH_UP_FRESH_S behind the chain (one run shared by the reads of that moment)."""
+        self.indexer.catch_up(through=self.rpc.newest_receipt_block)
 
     def claim_for(self, member: Member, exact_key: bytes, version: int) -> dict[str, Any]:
         """The claim if ``member`` may see it (its provider, its payer, any auditor); else not found."""
-        self.indexer.run_once()
+        self.catch_up()
         record = self.claim(exact_key, version)
         if may_see(member, record):
             return record
@@ -559,7 +574,7 @@ class ClaimLedgerService:
         wanted = {h for found in hashes.values() for h in found}
         records: dict[bytes, list[dict[str, Any]]] = {}
         if wanted:
-            self.indexer.run_once()
+            self.catch_up()
             ordered = sorted(wanted)
             with self.engine.connect() as conn:
                 rows = [
@@ -608,7 +623,7 @@ class ClaimLedgerService:
     def verify(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Whether a claim document is one the ledger recorded, which, and its status."""
         claim = parse_claim(data)
-        self.indexer.run_once()
+        self.catch_up()
         for fp in fingerprints_for_rotation(claim, self.keyring):
             with self.engine.connect() as conn:
                 row = (

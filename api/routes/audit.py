@@ -79,7 +79,7 @@ def verify(
     runtime: RuntimeDep,
     ctx: ContextDep,
 ) -> VerifyResult:
-    runtime.service.index()
+    runtime.service.catch_up()
     found = runtime.service.verify(claim)
     if not found.get("matches"):
         return VerifyResult(matches=False)
@@ -140,7 +140,7 @@ def duplicates_report(
     period_to: ReportTo = None,
     fmt: ReportFormat = None,
 ) -> Any:
-    runtime.service.index()
+    runtime.service.catch_up()
     start, end = _period(period_from, period_to)
     rows = _named(reports.duplicates_by_provider(runtime.engine, start, end), runtime, "provider_org", "provider")
     if _wants_csv(request, fmt):
@@ -162,7 +162,7 @@ def payers_report(
     period_to: ReportTo = None,
     fmt: ReportFormat = None,
 ) -> Any:
-    runtime.service.index()
+    runtime.service.catch_up()
     start, end = _period(period_from, period_to)
     rows = _named(reports.payer_figures(runtime.engine, start, end), runtime, "payer_org", "payer")
     if _wants_csv(request, fmt):

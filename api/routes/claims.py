@@ -376,7 +376,7 @@ def claims_page(
                     ]
                 },
             )
-    runtime.service.index()
+    runtime.service.catch_up()
     where = ClaimFilter(
         statuses=tuple(status or ()),
         submitted_from=_day_start(submitted_from),

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from ledger.chain import ClaimSubmission
 from ledger.claim import Frequency
 from ledger.index_follower import IndexFollower
 from ledger.indexer import Indexer
+from ledger.rpc import RpcClient
 from ledger.store import indexed_claims, indexed_events, indexer_cursor, sqlite_url
 from tests.integration.pipeline_fixtures import (
     OTHER_BILLING_NPI,
@@ -256,6 +258,7 @@ def test_run_once_is_idempotent(ledger: Ledger, tmp_path: Path) -> None:
 
 INDEXER_SCRIPT = """
 import sys
+import threading
 from ledger.index_follower import IndexFollower
 from ledger.indexer import Indexer
 from ledger.rpc import RpcClient
@@ -424,3 +427,58 @@ def test_follower_process_keeps_the_index_and_ends_with_its_gateway(ledger: Ledg
     finally:
         follower.stop(timeout=10)
     assert not follower.running and follower.exit_code is None  # stopped and forgotten
+
+
+class CountingRpc(RpcClient):
+    """A real client that counts the node's head look-ups (one a run of the indexer)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.heads = 0
+
+    def block_number(self) -> int:
+        self.heads += 1
+        return super().block_number()
+
+
+def test_reads_share_one_catch_up_and_still_see_the_newest_receipts_block(ledger: Ledger, tmp_path: Path) -> None:
+    rpc = CountingRpc(ledger.rpc().url)
+    indexer = Indexer(rpc, ledger.address, new_engine(tmp_path / "index.sqlite"), start_block=0)
+    indexer.catch_up()
+    assert rpc.heads == 1
+
+    # Reads at the same moment: one run, the others wait for it and find the index fresh.
+    barrier = threading.Barrier(16)
+
+    def read() -> None:
+        barrier.wait(10)
+        indexer.catch_up(fresh_s=30)
+
+    readers = [threading.Thread(target=read) for _ in range(16)]
+    for t in readers:
+        t.start()
+    for t in readers:
+        t.join(30)
+    assert rpc.heads == 1  # the first run is fresh for 30 s: none of them asked the node
+
+    # A claim recorded after that run: a read that knows of its block indexes it at once, fresh or not.
+    engine = new_engine(tmp_path / "pipeline.sqlite")
+    pipeline = ledger.pipeline(engine).start()
+    claim = ledger.submission(synthetic_claim(1, seed=77))
+    result = pipeline.submit(claim).result(30)
+    pipeline.stop()
+    indexer.catch_up(fresh_s=30)
+    assert not indexed(indexer.engine, claim.exact_key)  # fresh, and told of no newer block: left as it was
+    indexer.catch_up(through=result.block_number, fresh_s=30)
+    assert rpc.heads == 2 and indexed(indexer.engine, claim.exact_key)
+    # Past fresh_s a read runs again whatever it knows.
+    indexer.catch_up(through=result.block_number, fresh_s=0)
+    assert rpc.heads == 3
+
+
+def indexed(engine: Engine, exact_key: bytes) -> bool:
+    with engine.connect() as conn:
+        return (
+            conn.execute(select(indexed_claims.c.version).where(indexed_claims.c.exact_key == exact_key)).first()
+            is not None
+        )
