@@ -146,6 +146,31 @@ async def single_posts(
     return time.perf_counter() - t0, latencies, statuses
 
 
+async def list_reads(http: aiohttp.ClientSession, url: str, n: int, clients: int) -> tuple[float, list[float]]:
+    """GET a page of 50 of the provider's claims ``n`` times from ``clients`` concurrent clients; (seconds,
+    latencies). Every answer must be a page of claims."""
+    latencies: list[float] = []
+    todo = iter(range(n))
+
+    async def client() -> None:
+        for _ in todo:
+            t = time.perf_counter()
+            async with http.get(url + "/v1/claims?limit=50") as r:
+                answer = await r.read()
+            latencies.append(time.perf_counter() - t)
+            if r.status != 200 or not orjson.loads(answer)["items"]:
+                raise SystemExit(f"a listing answered {r.status}: {answer[:300]!r}")
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return time.perf_counter() - t0, latencies
+
+
+def p50_p99(latencies: list[float]) -> tuple[float, float]:
+    ordered = sorted(latencies)
+    return statistics.median(ordered) * 1000, ordered[int(len(ordered) * 0.99) - 1] * 1000
+
+
 async def post_batches(
     http: aiohttp.ClientSession,
     url: str,
@@ -240,17 +265,26 @@ async def run(args: argparse.Namespace, url: str, key: str) -> None:
         await wait_indexed(http, url, lasts)  # end to end: until every batch is in the index
         batch_rate = batch_claims / (time.perf_counter() - t0)
 
+    read_seconds, read_latencies = 0.0, []
+    if args.reads:
+        connector = aiohttp.TCPConnector(limit=args.clients, limit_per_host=args.clients)
+        async with aiohttp.ClientSession(headers=auth, connector=connector, timeout=timeout) as http:
+            read_seconds, read_latencies = await list_reads(http, url, args.reads, args.clients)
+
     print(f"{'what':58} {'figure':>10}")
     if args.single:
-        latencies.sort()
-        p50 = statistics.median(latencies) * 1000
-        p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
+        p50, p99 = p50_p99(latencies)
         print(f"{f'single-claim POSTs, {args.clients} clients (claims/s)':58} {args.single / seconds:10,.0f}")
         print(f"{'  latency p50 / p99 (ms)':58} {p50:5.0f} / {p99:.0f}")
         print(f"{'  answers':58} {statuses}")
     label = f"batch POSTs of 1,000 from {args.batch_clients} client(s), recorded and indexed (claims/s)"
     print(f"{label:58} {batch_rate:10,.0f}")
     print(f"{'  answered (recorded, before the last were indexed)':58} {answered_rate:10,.0f}")
+    if args.reads:
+        p50, p99 = p50_p99(read_latencies)
+        label = f"claim listings, pages of 50, {args.clients} clients (requests/s)"
+        print(f"{label:58} {args.reads / read_seconds:10,.0f}")
+        print(f"{'  latency p50 / p99 (ms)':58} {p50:5.0f} / {p99:.0f}")
     if statuses.get(201, 0) != args.single or batch_claims != 1000 * args.batches:
         raise SystemExit("not every claim was recorded")
 
@@ -265,6 +299,7 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, help="a data folder to use and keep (default: a fresh one, removed)")
     ap.add_argument("--prefill", type=int, default=0, help="claims to add first, in batches of 1,000")
     ap.add_argument("--prefill-clients", type=int, default=32)
+    ap.add_argument("--reads", type=int, default=0, help="then GET this many pages of 50 claims (/v1/claims)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
