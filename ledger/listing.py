@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, select, tuple_
+from sqlalchemy import Engine, Select, select, tuple_
 
 from ledger.errors import InvalidCursorError
 from ledger.service import Member
@@ -49,6 +49,18 @@ def decode_cursor(cursor: str) -> tuple[int, bytes, int]:
 def list_claims(
     engine: Engine, member: Member, where: ClaimFilter, *, cursor: str | None, limit: int
 ) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of ``limit`` claims ``member`` may see, newest first, from ``cursor``; and the next page's cursor."""
+    with engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(listing_query(member, where, cursor=cursor, limit=limit)).mappings()]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (encode_cursor(rows[-1]) if more and rows else None)
+
+
+def listing_query(member: Member, where: ClaimFilter, *, cursor: str | None, limit: int) -> Select[Any]:
+    """The query of a page (one row more than ``limit``: whether there is a next page). Its order is that of
+    the index of the member's scope (ix_claims_provider_page, ix_claims_payer_page, ix_claims_page), so a
+    page reads its rows off the index's end rather than sorting all of the organisation's."""
     c = indexed_claims.c
     query = select(indexed_claims)
     if member.role == "provider":
@@ -68,9 +80,4 @@ def list_claims(
     if cursor:
         block, key, version = decode_cursor(cursor)
         query = query.where(tuple_(c.submitted_block, c.exact_key, c.version) < tuple_(block, key, version))
-    query = query.order_by(c.submitted_block.desc(), c.exact_key.desc(), c.version.desc()).limit(limit + 1)
-    with engine.connect() as conn:
-        rows = [dict(r) for r in conn.execute(query).mappings()]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (encode_cursor(rows[-1]) if more and rows else None)
+    return query.order_by(c.submitted_block.desc(), c.exact_key.desc(), c.version.desc()).limit(limit + 1)

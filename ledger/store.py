@@ -39,6 +39,7 @@ from sqlalchemy import (
     make_url,
 )
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.schema import CreateIndex
 
 from ledger.errors import StoreError
 
@@ -138,9 +139,15 @@ indexed_claims = Table(
     Column("submitted_at", BigInteger, nullable=False),
     Column("paid_at", BigInteger),
     Column("updated_block", BigInteger, nullable=False),
-    Index("ix_claims_provider", "provider_org", "submitted_at"),
-    Index("ix_claims_payer", "payer_org", "submitted_at"),
+    # A listing's order (newest first, ledger.listing) under each scope: walked from its end, 50 rows read for
+    # a page of 50. Ordered by submitted_at instead, a page was every one of the organisation's rows sorted.
+    Index("ix_claims_provider_page", "provider_org", "submitted_block", "exact_key", "version"),
+    Index("ix_claims_payer_page", "payer_org", "submitted_block", "exact_key", "version"),
+    Index("ix_claims_page", "submitted_block", "exact_key", "version"),
 )
+RETIRED_INDEXES = ("ix_claims_provider", "ix_claims_payer")
+"""Indexes of indexed_claims an older layout made, dropped at start (every write paid for them, no query
+uses them)."""
 
 indexed_blocks = Table(
     "indexed_blocks",
@@ -433,18 +440,33 @@ def make_engine(url: str) -> Engine:
 
 
 def create_tables(engine: Engine) -> None:
-    """Make whatever tables of ``metadata`` are missing (on SQLite, each part's in its own file), moving a
-    part's tables out of the main file where an older layout left them there."""
+    """Make whatever tables and indexes of ``metadata`` are missing (on SQLite, each part's in its own file),
+    moving a part's tables out of the main file where an older layout left them there, and dropping the
+    indexes it retired (RETIRED_INDEXES)."""
     if engine not in _PARTS_APART:
         metadata.create_all(engine)
+        _update_indexes(engine, [indexed_claims])
         return
     apart = {t for p in FILE_PARTS for t in p.tables}
     metadata.create_all(engine, tables=[t for t in metadata.sorted_tables if t not in apart])
     for part in FILE_PARTS:
-        metadata.create_all(
-            engine.execution_options(schema_translate_map={None: part.schema}), tables=list(part.tables)
-        )
+        in_part = engine.execution_options(schema_translate_map={None: part.schema})
+        metadata.create_all(in_part, tables=list(part.tables))
         _move_out_of_main(engine, part)
+        _update_indexes(in_part, [t for t in part.tables if t is indexed_claims], schema=part.schema)
+
+
+def _update_indexes(engine: Engine, tables: Sequence[Table], *, schema: str | None = None) -> None:
+    """An existing table gets the indexes added to its definition since it was made (create_all makes a
+    table's indexes only with the table) and loses the retired ones."""
+    if not tables:
+        return
+    with engine.begin() as conn:
+        for table in tables:
+            for index in table.indexes:
+                conn.execute(CreateIndex(index, if_not_exists=True))
+        for name in RETIRED_INDEXES:
+            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {schema + '.' if schema else ''}{name}")
 
 
 def _move_out_of_main(engine: Engine, part: FilePart) -> None:

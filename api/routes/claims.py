@@ -164,7 +164,7 @@ async def submit_documents_async(
         with contextlib.suppress(WouldBlock):  # unless the account's pipeline is not started yet
             queued = service.queue_stored(ready, blocking=False)
     if queued is None:
-        queued = await anyio.to_thread.run_sync(lambda: service.queue_stored(ready))
+        queued = await anyio.to_thread.run_sync(lambda: service.queue_stored(ready), limiter=checks)
     queued_at = monotonic()
     rpc = service.rpc
 
