@@ -6,8 +6,8 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import anyio.to_thread
 from starlette.datastructures import Headers
@@ -22,13 +22,14 @@ from ledger.audit import AccessLog
 from ledger.consortium import KEY_LOOKUP_CHARS, hash_key
 from ledger.service import Member
 
+T = TypeVar("T")
 MAX_CACHED_KEYS = 10_000
-WORKER_THREADS = 4
-"""Worker threads for the endpoints that block (reads of the store, a claim's replacement or void), all
-sharing one GIL. AnyIO's default of 40 let 40 of them contend for it at once: listing claims (pages of 50,
-64 clients) spent 59% of its CPU in the kernel switching them (perf), 114 requests a second; 187 with 8
-threads, 198 with 4, 275 with 2. Claim batches have threads of their own (BATCH_CHECK_THREADS), so reads
-waiting for a thread never hold up a batch."""
+READ_THREADS = 4
+"""Worker threads for the frequent reads of the store (claim listings, a claim, its history), all sharing one
+GIL. In AnyIO's default pool of 40, 64 clients listing claims kept 40 threads contending for it: 59% of the
+process's CPU was the kernel switching them (perf), 114 requests a second; 187 with 8 threads, 198 with 4,
+275 with 2. The endpoints that wait on the chain (payer steps, void, replace) keep the default pool: they
+wait rather than compute, and a block can take seconds."""
 BATCH_CHECK_THREADS = 2
 """Claim batches checked at once, each in a worker thread; the others wait their turn on the event loop.
 Checking is pure CPU under one GIL: more threads at it only compete with the threads that send
@@ -45,6 +46,7 @@ class Gateway:
         self.idempotency: IdempotencyStore | None = None
         self.access_log: AccessLog | None = None
         self.batch_checks: anyio.CapacityLimiter | None = None
+        self.reads: anyio.CapacityLimiter | None = None
         # API keys recently found good: sha256(key) -> (member, when checked). Forgotten on revocation
         # here or by a change of KEYS_CHANGED_FILE; any entry is checked again after settings.auth_cache_s.
         self._keys: dict[str, tuple[Member, float]] = {}
@@ -63,8 +65,13 @@ class Gateway:
         self.idempotency.purge()
         self.access_log = runtime.access_log
         self.batch_checks = anyio.CapacityLimiter(BATCH_CHECK_THREADS)  # attach() runs on the serving loop
-        anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
+        self.reads = anyio.CapacityLimiter(READ_THREADS)
         self.forget_keys()
+
+    async def read(self, read: Callable[[], T]) -> T:
+        """``read()`` (a blocking read of the store) in one of READ_THREADS worker threads."""
+        assert self.reads is not None, "attach() the gateway first"
+        return await anyio.to_thread.run_sync(read, limiter=self.reads)
 
     def detach(self) -> None:
         self.runtime = None

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import Response
 
-from api.deps import AuditorMember, ContextDep, ReaderMember, RuntimeDep, format_ref, parse_ref
+from api.deps import AuditorMember, ContextDep, GatewayDep, ReaderMember, RuntimeDep, format_ref, parse_ref
 from api.routes.claims import CLAIM_BODY, ERRORS
 from api.runtime import Runtime
 from api.schemas import (
@@ -50,11 +50,16 @@ CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     ),
     responses={**ERRORS, 404: {"model": ErrorBody, "description": "No such claim that you may see."}},
 )
-def claim_history(ref: str, member: ReaderMember, runtime: RuntimeDep, ctx: ContextDep) -> ClaimHistory:
+async def claim_history(
+    ref: str, member: ReaderMember, runtime: RuntimeDep, gateway: GatewayDep, ctx: ContextDep
+) -> ClaimHistory:
     key, version = parse_ref(ref)
     ctx.claims = [format_ref(key, version)]
-    record = runtime.service.claim_for(member, key, version)
-    events = runtime.service.history(key, version)
+
+    def read() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        return runtime.service.claim_for(member, key, version), runtime.service.history(key, version)
+
+    record, events = await gateway.read(read)
     return ClaimHistory(
         ref=format_ref(key, version),
         claim=claim_public(record, runtime.consortium),

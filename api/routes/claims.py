@@ -402,9 +402,10 @@ LimitQuery = Annotated[int, Query(ge=1, le=MAX_PAGE)]
     description="A provider sees the claims it submitted, a payer those addressed to it, an auditor all. Newest first.",
     responses=ERRORS,
 )
-def list_claims(
+async def list_claims(
     member: ReaderMember,
     runtime: RuntimeDep,
+    gateway: GatewayDep,
     status: StatusQuery = None,
     submitted_from: FromQuery = None,
     submitted_to: ToQuery = None,
@@ -413,16 +414,18 @@ def list_claims(
     cursor: CursorQuery = None,
     limit: LimitQuery = 100,
 ) -> ClaimsPage:
-    return claims_page(
-        runtime,
-        member,
-        status=status,
-        submitted_from=submitted_from,
-        submitted_to=submitted_to,
-        payer=payer,
-        provider=provider,
-        cursor=cursor,
-        limit=limit,
+    return await gateway.read(
+        lambda: claims_page(
+            runtime,
+            member,
+            status=status,
+            submitted_from=submitted_from,
+            submitted_to=submitted_to,
+            payer=payer,
+            provider=provider,
+            cursor=cursor,
+            limit=limit,
+        )
     )
 
 
@@ -433,9 +436,11 @@ def list_claims(
     description="404 when there is no such claim or the caller may not see it.",
     responses={**ERRORS, 404: {"model": ErrorBody, "description": "No such claim that you may see."}},
 )
-def get_claim(ref: str, member: ReaderMember, runtime: RuntimeDep, ctx: ContextDep) -> ClaimPublic:
+async def get_claim(
+    ref: str, member: ReaderMember, runtime: RuntimeDep, gateway: GatewayDep, ctx: ContextDep
+) -> ClaimPublic:
     key, version = parse_ref(ref)
-    record = runtime.service.claim_for(member, key, version)
+    record = await gateway.read(lambda: runtime.service.claim_for(member, key, version))
     ctx.claims = [format_ref(key, version)]
     return claim_public(record, runtime.consortium)
 

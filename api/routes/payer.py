@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import ContextDep, PayerMember, RuntimeDep, format_ref, parse_ref
+from api.deps import ContextDep, GatewayDep, PayerMember, RuntimeDep, format_ref, parse_ref
 from api.routes.claims import (
     ERRORS,
     CursorQuery,
@@ -36,9 +36,10 @@ STEP_ERRORS = {
     summary="List the claims addressed to this payer",
     responses=ERRORS,
 )
-def payer_claims(
+async def payer_claims(
     member: PayerMember,
     runtime: RuntimeDep,
+    gateway: GatewayDep,
     status: StatusQuery = None,
     submitted_from: FromQuery = None,
     submitted_to: ToQuery = None,
@@ -46,16 +47,18 @@ def payer_claims(
     cursor: CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> ClaimsPage:
-    return claims_page(
-        runtime,
-        member,
-        status=status,
-        submitted_from=submitted_from,
-        submitted_to=submitted_to,
-        payer=None,
-        provider=provider,
-        cursor=cursor,
-        limit=limit,
+    return await gateway.read(
+        lambda: claims_page(
+            runtime,
+            member,
+            status=status,
+            submitted_from=submitted_from,
+            submitted_to=submitted_to,
+            payer=None,
+            provider=provider,
+            cursor=cursor,
+            limit=limit,
+        )
     )
 
 
