@@ -10,14 +10,16 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Engine, Select, select, tuple_
 
 from ledger.errors import InvalidCursorError
-from ledger.service import Member
 from ledger.store import indexed_claims
+
+if TYPE_CHECKING:  # the service lists through this module
+    from ledger.service import Member
 
 MAX_PAGE = 500
 

@@ -23,6 +23,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import Engine, select
 
+from ledger import listing, reports
 from ledger.chain import ClaimLedgerContract, ClaimSubmission, TransactionOutcome, org_id, payer_call
 from ledger.claim import Claim, Frequency, parse_claim
 from ledger.documents import IN_CHUNK, DocumentVault
@@ -538,6 +539,23 @@ class ClaimLedgerService:
         """Before a read: the index holds every block this gateway had a receipt of, and is at most
         CATCH_UP_FRESH_S behind the chain (one run shared by the reads of that moment)."""
         self.indexer.catch_up(through=self.rpc.newest_receipt_block)
+
+    def list_claims(
+        self, member: Member, where: listing.ClaimFilter, *, cursor: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the claims ``member`` may see, newest first (:func:`ledger.listing.list_claims`)."""
+        self.catch_up()
+        return listing.list_claims(self.engine, member, where, cursor=cursor, limit=limit)
+
+    def duplicates_by_provider(self, start: int, end: int) -> list[dict[str, Any]]:
+        """:func:`ledger.reports.duplicates_by_provider` over the index brought up to date."""
+        self.catch_up()
+        return reports.duplicates_by_provider(self.engine, start, end)
+
+    def payer_figures(self, start: int, end: int) -> list[dict[str, Any]]:
+        """:func:`ledger.reports.payer_figures` over the index brought up to date."""
+        self.catch_up()
+        return reports.payer_figures(self.engine, start, end)
 
     def claim_for(self, member: Member, exact_key: bytes, version: int) -> dict[str, Any]:
         """The claim if ``member`` may see it (its provider, its payer, any auditor); else not found."""

@@ -145,9 +145,8 @@ indexed_claims = Table(
     Index("ix_claims_payer_page", "payer_org", "submitted_block", "exact_key", "version"),
     Index("ix_claims_page", "submitted_block", "exact_key", "version"),
 )
-RETIRED_INDEXES = ("ix_claims_provider", "ix_claims_payer")
-"""Indexes of indexed_claims an older layout made, dropped at start (every write paid for them, no query
-uses them)."""
+RETIRED_INDEXES = {"indexed_claims": ("ix_claims_provider", "ix_claims_payer")}
+"""Indexes an older layout made, by table, dropped at start (every write paid for them, no query uses them)."""
 
 indexed_blocks = Table(
     "indexed_blocks",
@@ -445,28 +444,28 @@ def create_tables(engine: Engine) -> None:
     indexes it retired (RETIRED_INDEXES)."""
     if engine not in _PARTS_APART:
         metadata.create_all(engine)
-        _update_indexes(engine, [indexed_claims])
+        _update_indexes(engine, metadata.sorted_tables)
         return
     apart = {t for p in FILE_PARTS for t in p.tables}
-    metadata.create_all(engine, tables=[t for t in metadata.sorted_tables if t not in apart])
+    in_main = [t for t in metadata.sorted_tables if t not in apart]
+    metadata.create_all(engine, tables=in_main)
+    _update_indexes(engine, in_main)
     for part in FILE_PARTS:
         in_part = engine.execution_options(schema_translate_map={None: part.schema})
         metadata.create_all(in_part, tables=list(part.tables))
         _move_out_of_main(engine, part)
-        _update_indexes(in_part, [t for t in part.tables if t is indexed_claims], schema=part.schema)
+        _update_indexes(in_part, part.tables, schema=part.schema)
 
 
 def _update_indexes(engine: Engine, tables: Sequence[Table], *, schema: str | None = None) -> None:
     """An existing table gets the indexes added to its definition since it was made (create_all makes a
     table's indexes only with the table) and loses the retired ones."""
-    if not tables:
-        return
     with engine.begin() as conn:
         for table in tables:
             for index in table.indexes:
                 conn.execute(CreateIndex(index, if_not_exists=True))
-        for name in RETIRED_INDEXES:
-            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {schema + '.' if schema else ''}{name}")
+            for name in RETIRED_INDEXES.get(table.name, ()):
+                conn.exec_driver_sql(f"DROP INDEX IF EXISTS {schema + '.' if schema else ''}{name}")
 
 
 def _move_out_of_main(engine: Engine, part: FilePart) -> None:

@@ -84,7 +84,6 @@ def verify(
     runtime: RuntimeDep,
     ctx: ContextDep,
 ) -> VerifyResult:
-    runtime.service.catch_up()
     found = runtime.service.verify(claim)
     if not found.get("matches"):
         return VerifyResult(matches=False)
@@ -145,9 +144,8 @@ def duplicates_report(
     period_to: ReportTo = None,
     fmt: ReportFormat = None,
 ) -> Any:
-    runtime.service.catch_up()
     start, end = _period(period_from, period_to)
-    rows = _named(reports.duplicates_by_provider(runtime.engine, start, end), runtime, "provider_org", "provider")
+    rows = _named(runtime.service.duplicates_by_provider(start, end), runtime, "provider_org", "provider")
     if _wants_csv(request, fmt):
         return Response(reports.to_csv(rows), media_type=CSV)
     return DuplicatesReport(period_from=when(start), period_to=when(end), rows=[DuplicatesRow(**r) for r in rows])
@@ -167,9 +165,8 @@ def payers_report(
     period_to: ReportTo = None,
     fmt: ReportFormat = None,
 ) -> Any:
-    runtime.service.catch_up()
     start, end = _period(period_from, period_to)
-    rows = _named(reports.payer_figures(runtime.engine, start, end), runtime, "payer_org", "payer")
+    rows = _named(runtime.service.payer_figures(start, end), runtime, "payer_org", "payer")
     if _wants_csv(request, fmt):
         return Response(reports.to_csv(rows), media_type=CSV)
     return PayersReport(period_from=when(start), period_to=when(end), rows=[PayerRow(**r) for r in rows])

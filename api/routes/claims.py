@@ -38,7 +38,6 @@ from api.schemas import (
     ErrorBody,
 )
 from api.views import claim_public, claim_result
-from ledger import listing
 from ledger.chain import STATUSES
 from ledger.claim import normalise_claim_data
 from ledger.errors import ChainUnavailableError, ClaimNotFoundError, LedgerError
@@ -376,7 +375,6 @@ def claims_page(
                     ]
                 },
             )
-    runtime.service.catch_up()
     where = ClaimFilter(
         statuses=tuple(status or ()),
         submitted_from=_day_start(submitted_from),
@@ -384,7 +382,7 @@ def claims_page(
         payer_org=_org_filter(runtime, payer, "payer"),
         provider_org=_org_filter(runtime, provider, "provider"),
     )
-    rows, next_cursor = listing.list_claims(runtime.engine, member, where, cursor=cursor, limit=limit)
+    rows, next_cursor = runtime.service.list_claims(member, where, cursor=cursor, limit=limit)
     return ClaimsPage(items=[claim_public(r, runtime.consortium) for r in rows], next_cursor=next_cursor)
 
 
