@@ -9,6 +9,9 @@ earlier figure filled:
   clean-claim rules, HMAC keys, pipeline; chunks of 1,000 as a provider's batches), batch 1,000;
 - interval mining (--block-time, --block-gas, --in-flight, --keeper; --interval-claims each): the
   same at batches of 100 and 1,000, as a steady stream measured from a tenth of the way to its end;
+- single claims (--single-clients submitters, --single-claims in all): each submitter sends one claim
+  and waits for its result before the next, on a node mined by the block maker as the gateway's is;
+  the pipeline alone, a floor under the gateway's single POSTs; and an empty block's mining time;
 - a naive loop: one web3 contract transaction per claim, waiting for its receipt;
 - the same pipeline with the chain write replaced by SQL (``ledger.offchain.OffChainLedger``: the
   same intake and batches, exact keys refused and line keys flagged by unique keys, each claim's
@@ -25,6 +28,7 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -317,6 +321,62 @@ def empty_interval(n: int, row: Any, rates: dict[str, float], args: argparse.Nam
         row(f"{label}: validate + fingerprint + submit, 1-line, batch 1000 (claims/s)", rates["interval checked"])
 
 
+def empty_single(row: Any, args: argparse.Namespace) -> None:
+    """The pipeline alone with single claims, as the gateway's 64 clients send them: --single-clients
+    submitters, each sending one claim and waiting for its result before the next, on a node mined by the
+    block maker (as the gateway's is). No HTTP, no checks, no documents: a floor under the gateway's figure.
+    With one claim each in flight, a block holds at most one claim a submitter, so the rate is at most
+    submitters / (the time from one block to the next); then the empty block's mining time at the size
+    the ledger reached (anvil rebuilds its state trie at every block)."""
+    total = args.single_claims
+    with bench(gather_blocks=True) as b:
+        ready = random_claims(b, total + 200)
+        pipe = b.pipeline(max_in_flight=32)
+        for f in pipe.submit_many(ready[:200]):  # warm-up: the pipeline's threads, the node's first blocks
+            f.result(timeout=60)
+        first_block = b.rpc.block_number()
+        latencies: list[float] = []
+        lock = threading.Lock()
+        turns = iter(range(200, total + 200))
+
+        def submitter() -> None:
+            while True:
+                with lock:
+                    i = next(turns, None)
+                if i is None:
+                    return
+                t = time.perf_counter()
+                result = pipe.submit(ready[i]).result(timeout=60)
+                if result.status != "recorded":
+                    raise SystemExit("benchmark claim not recorded")
+                with lock:
+                    latencies.append(time.perf_counter() - t)
+
+        threads = [threading.Thread(target=submitter) for _ in range(args.single_clients)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        seconds = time.perf_counter() - t0
+        pipe.stop()
+        if len(latencies) != total:
+            raise SystemExit(f"{total - len(latencies)} benchmark claims were not answered")
+        blocks = b.rpc.block_number() - first_block
+        mines = []
+        for _ in range(10):
+            t = time.perf_counter()
+            b.rpc.call("evm_mine")
+            mines.append(time.perf_counter() - t)
+    latencies.sort()
+    label = f"single claims, {args.single_clients} submitters, block maker"
+    row(f"{label}: pipeline alone (claims/s)", total / seconds)
+    row(f"{label}: latency p50 (ms)", latencies[total // 2] * 1000, "{:10,.1f}")
+    row(f"{label}: latency p99 (ms)", latencies[int(total * 0.99)] * 1000, "{:10,.1f}")
+    row(f"{label}: claims a block", total / max(blocks, 1), "{:10,.1f}")
+    row(f"  an empty block's mining at {total + 200:,} claims, median of 10 (ms)", sorted(mines)[5] * 1000, "{:10,.1f}")
+
+
 def baselines(n: int, row: Any, rates: dict[str, float]) -> None:
     """The naive loop, and the same pipeline with SQL in place of the chain; the ratios to them."""
     with bench() as b:
@@ -374,7 +434,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="0,100000")
     ap.add_argument("--growth-only", action="store_true", help="only the rate against the size of the ledger")
     ap.add_argument("--modes", default="automine,interval", help="for the size rows: automine, interval or both")
-    ap.add_argument("--empty-modes", default="automine,interval", help="for the empty-ledger rows")
+    ap.add_argument("--empty-modes", default="automine,interval,single", help="for the empty-ledger rows")
+    ap.add_argument("--single-clients", type=int, default=64, help="single mode: submitters, one claim each at a time")
+    ap.add_argument("--single-claims", type=int, default=6000, help="single mode: claims in all")
     ap.add_argument("--interval-claims", type=int, default=100_000, help="empty-ledger interval rows: claims each")
     ap.add_argument("--block-time", type=float, default=1, help="interval mining: seconds a block (0.5 too)")
     ap.add_argument("--block-gas", type=int, default=4_000_000_000, help="interval mining: block gas limit")
@@ -398,6 +460,8 @@ def main() -> None:
             empty_automine(n, row, rates)
         if "interval" in empty_modes:
             empty_interval(args.interval_claims, row, rates, args)
+        if "single" in empty_modes:
+            empty_single(row, args)
         baselines(n, row, rates)
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
