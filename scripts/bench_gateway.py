@@ -166,6 +166,34 @@ async def list_reads(http: aiohttp.ClientSession, url: str, n: int, clients: int
     return time.perf_counter() - t0, latencies
 
 
+STAGES = ("check", "store", "queue", "chain")
+
+
+async def stage_totals(http: aiohttp.ClientSession, url: str) -> dict[str, tuple[float, int]]:
+    """The gateway's time in each submission stage so far (from /metrics): stage -> (seconds, submissions)."""
+    async with http.get(url + "/metrics") as r:
+        text = await r.text()
+    totals = {}
+    for stage in STAGES:
+        found = [
+            re.search(rf'claimledger_submission_stage_seconds_{part}{{stage="{stage}"}} (\S+)', text)
+            for part in ("sum", "count")
+        ]
+        if found[0] is None or found[1] is None:
+            raise SystemExit(f"/metrics has no submission stage {stage!r}")
+        totals[stage] = (float(found[0].group(1)), int(found[1].group(1)))
+    return totals
+
+
+def stage_means(before: dict[str, tuple[float, int]], after: dict[str, tuple[float, int]]) -> str:
+    """Mean milliseconds a submission spent in each stage between two readings."""
+    means = []
+    for stage in STAGES:
+        seconds, n = after[stage][0] - before[stage][0], after[stage][1] - before[stage][1]
+        means.append(f"{stage} {seconds / n * 1000:.1f}" if n else f"{stage} -")
+    return " / ".join(means)
+
+
 def p50_p99(latencies: list[float]) -> tuple[float, float]:
     ordered = sorted(latencies)
     return statistics.median(ordered) * 1000, ordered[int(len(ordered) * 0.99) - 1] * 1000
@@ -256,7 +284,9 @@ async def run(args: argparse.Namespace, url: str, key: str) -> None:
         await wait_ready(http, url)
         if warm:
             await single_posts(http, url, warm, args.clients)
+        before_single = await stage_totals(http, url)
         seconds, latencies, statuses = await single_posts(http, url, bodies, args.clients)
+        after_single = await stage_totals(http, url)
 
     async with aiohttp.ClientSession(headers=auth, timeout=timeout) as http:
         t0 = time.perf_counter()
@@ -264,6 +294,7 @@ async def run(args: argparse.Namespace, url: str, key: str) -> None:
         answered_rate = batch_claims / (time.perf_counter() - t0)
         await wait_indexed(http, url, lasts)  # end to end: until every batch is in the index
         batch_rate = batch_claims / (time.perf_counter() - t0)
+        after_batches = await stage_totals(http, url)
 
     read_seconds, read_latencies = 0.0, []
     if args.reads:
@@ -277,9 +308,12 @@ async def run(args: argparse.Namespace, url: str, key: str) -> None:
         print(f"{f'single-claim POSTs, {args.clients} clients (claims/s)':58} {args.single / seconds:10,.0f}")
         print(f"{'  latency p50 / p99 (ms)':58} {p50:5.0f} / {p99:.0f}")
         print(f"{'  answers':58} {statuses}")
+        print(f"  stages, mean ms a POST: {stage_means(before_single, after_single)}")
     label = f"batch POSTs of 1,000 from {args.batch_clients} client(s), recorded and indexed (claims/s)"
     print(f"{label:58} {batch_rate:10,.0f}")
     print(f"{'  answered (recorded, before the last were indexed)':58} {answered_rate:10,.0f}")
+    if args.batches:
+        print(f"  stages, mean ms a batch: {stage_means(after_single, after_batches)}")
     if args.reads:
         p50, p99 = p50_p99(read_latencies)
         label = f"claim listings, pages of 50, {args.clients} clients (requests/s)"

@@ -25,6 +25,7 @@ from api.deps import (
 from api.errors import ApiError, error_body
 from api.futures import wait_all
 from api.gateway import Gateway
+from api.metrics import Metrics
 from api.runtime import Runtime
 from api.schemas import (
     CLAIM_EXAMPLES,
@@ -137,17 +138,23 @@ def submit_documents(runtime: Runtime, member: Member, documents: Sequence[Any])
 
 
 async def submit_documents_async(
-    runtime: Runtime, member: Member, documents: Sequence[Any], *, checks: anyio.CapacityLimiter | None = None
+    runtime: Runtime,
+    member: Member,
+    documents: Sequence[Any],
+    *,
+    checks: anyio.CapacityLimiter | None = None,
+    metrics: Metrics | None = None,
 ) -> list[ClaimResult]:
     """:func:`submit_documents` for a coroutine. A few original claims are checked and fingerprinted on
     the event loop and wait for their documents' write and for the chain without holding a thread; a
     batch is checked in one worker thread (``checks`` limits how many at once); a replacement or void
-    goes the thread way whole."""
+    goes the thread way whole. ``metrics`` is given the time each stage took."""
     await ensure_node_async(runtime)
     if any(_changes_claim(d) is not None for d in documents):
         # A replacement or void reads the index for the claim it names: all of it in a worker thread.
         return await anyio.to_thread.run_sync(submit_documents, runtime, member, documents)
     service = runtime.service
+    started = monotonic()
     staged: StagedSubmission | None = None
     if len(documents) <= LOOP_STAGE_MAX:
         # A few claims: checked and fingerprinted right here (a fraction of a millisecond of CPU, less
@@ -157,7 +164,9 @@ async def submit_documents_async(
     if staged is None:
         staged = await anyio.to_thread.run_sync(lambda: service.stage(member, documents), limiter=checks)
     ready = staged
+    checked_at = monotonic()
     await asyncio.wrap_future(ready.stored)  # the documents' write, awaited holding no thread
+    stored_at = monotonic()
     queued: QueuedSubmission | None = None
     if len(documents) <= LOOP_STAGE_MAX:  # a batch's queueing (a future a claim) would hold up the loop
         with contextlib.suppress(WouldBlock):  # unless the account's pipeline is not started yet
@@ -171,6 +180,15 @@ async def submit_documents_async(
         return rpc.failed_at > queued_at and rpc.failed_at > rpc.answered_at
 
     answered = await wait_all(queued.futures, max(0.0, queued.deadline - queued_at), give_up=node_gone)
+    if answered and metrics is not None:
+        metrics.observe_submission(
+            {
+                "check": checked_at - started,
+                "store": stored_at - checked_at,
+                "queue": queued_at - stored_at,
+                "chain": monotonic() - queued_at,
+            }
+        )
     if not answered and node_gone():
         raise ChainUnavailableError(
             f"the node at {runtime.rpc_url} stopped answering while the claims waited for it: they are kept "
@@ -256,7 +274,7 @@ async def submit_claim(
     ctx: ContextDep,
     response: Response,
 ) -> ClaimResult:
-    [result] = await submit_documents_async(runtime, member, [claim])
+    [result] = await submit_documents_async(runtime, member, [claim], metrics=gateway.metrics)
     count_results(gateway, [result])
     ctx.claims = refs_touched([result])
     return single_answer(result, response, retry_after_s=runtime.settings.retry_after_s)
@@ -322,7 +340,9 @@ async def submit_batch(
             f"a batch takes at most {limit} claims, not {len(batch.claims)}: split it",
             {"max_batch_claims": limit, "claims": len(batch.claims)},
         )
-    results = await submit_documents_async(runtime, member, batch.claims, checks=gateway.batch_checks)
+    results = await submit_documents_async(
+        runtime, member, batch.claims, checks=gateway.batch_checks, metrics=gateway.metrics
+    )
     count_results(gateway, results)
     ctx.claims = refs_touched(results)
     summary = {str(status): n for status, n in Counter(r.status for r in results).items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -336,6 +337,9 @@ def test_health_readiness_and_metrics(gateway: LiveGateway, clients: dict[str | 
     assert 'claimledger_http_requests_total{method="POST",route="/v1/claims",status="201"}' in text
     assert 'claimledger_http_request_duration_seconds_bucket{method="POST",route="/v1/claims",le="+Inf"}' in text
     assert 'claimledger_claims_submitted_total{outcome="recorded"}' in text
+    for stage in ("check", "store", "queue", "chain"):  # the claim's time in each stage on its way to the chain
+        count = re.search(rf'claimledger_submission_stage_seconds_count{{stage="{stage}"}} (\d+)', text)
+        assert count is not None and int(count.group(1)) >= 1, stage
 
 
 def test_the_openapi_document(clients: dict[str | None, httpx.Client]) -> None:
