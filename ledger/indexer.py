@@ -123,21 +123,27 @@ class Indexer:
 
     # -------------------------------------------------------------- running
 
-    def catch_up(self, *, through: int = -1, fresh_s: float = CATCH_UP_FRESH_S) -> None:
+    def catch_up(self, *, through: int = -1, known_at: float = float("inf"), fresh_s: float = CATCH_UP_FRESH_S) -> None:
         """Before a read: index what the chain has, unless a run that began within ``fresh_s`` reached the head
         and that head holds block ``through`` (the newest block the caller knows claims of its own were
-        recorded in). Readers at the same moment share one run: the others wait for it and find it fresh.
-        Every read ran a run of its own before, two calls to the node each under this lock: listing claims
-        was held to 130-190 requests a second whatever the load."""
-        if self._fresh(through, fresh_s):
+        recorded in, known since ``known_at``, a time.monotonic; unknown: never). Readers at the same moment share one run: the
+        others wait for it and find it fresh. Every read ran a run of its own before, two calls to the node
+        each under this lock: listing claims was held to 130-190 requests a second whatever the load.
+
+        A run that began after ``known_at`` and found the head below ``through`` found a node that went back
+        (restored from an older state): that head is all there is, and the run counts as fresh."""
+        if self._fresh(through, known_at, fresh_s):
             return
         with self._lock:
-            if not self._fresh(through, fresh_s):
+            if not self._fresh(through, known_at, fresh_s):
                 self._run(None)
 
-    def _fresh(self, through: int, fresh_s: float) -> bool:
+    def _fresh(self, through: int, known_at: float, fresh_s: float) -> bool:
         synced = self._synced
-        return synced is not None and synced[1] >= through and time.monotonic() - synced[0] < fresh_s
+        if synced is None or time.monotonic() - synced[0] >= fresh_s:
+            return False
+        began, head = synced
+        return head >= through or began > known_at
 
     def run_once(self, *, max_blocks: int | None = None) -> IndexProgress:
         """Index what the chain has beyond the cursor (up to ``max_blocks`` blocks)."""

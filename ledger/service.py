@@ -105,11 +105,15 @@ class WatchedRpcClient(RpcClient):
         self.newest_receipt_block = -1
         """The newest block a receipt read through this client was in: what the pipelines and the payer steps
         answered as recorded is in it or before, so a read indexes at least that far (Indexer.catch_up)."""
+        self.newest_receipt_at = float("-inf")
+        """When that receipt was read (time.monotonic)."""
 
     def receipt(self, tx_hash: str) -> dict[str, Any] | None:
         receipt = super().receipt(tx_hash)
         if receipt is not None and receipt.get("blockNumber"):
-            self.newest_receipt_block = max(self.newest_receipt_block, int(receipt["blockNumber"], 16))
+            block = int(receipt["blockNumber"], 16)
+            if block > self.newest_receipt_block:
+                self.newest_receipt_block, self.newest_receipt_at = block, time.monotonic()
         return receipt
 
     def _post(self, body: bytes, what: str, *, retry: bool) -> Any:
@@ -538,7 +542,7 @@ class ClaimLedgerService:
     def catch_up(self) -> None:
         """Before a read: the index holds every block this gateway had a receipt of, and is at most
         CATCH_UP_FRESH_S behind the chain (one run shared by the reads of that moment)."""
-        self.indexer.catch_up(through=self.rpc.newest_receipt_block)
+        self.indexer.catch_up(through=self.rpc.newest_receipt_block, known_at=self.rpc.newest_receipt_at)
 
     def list_claims(
         self, member: Member, where: listing.ClaimFilter, *, cursor: str | None, limit: int

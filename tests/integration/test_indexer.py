@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -482,3 +483,27 @@ def indexed(engine: Engine, exact_key: bytes) -> bool:
             conn.execute(select(indexed_claims.c.version).where(indexed_claims.c.exact_key == exact_key)).first()
             is not None
         )
+
+
+def test_a_node_gone_back_below_a_known_receipt_does_not_make_every_read_index_again(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """A node restored from an older state no longer has the block of the newest receipt the gateway read: a
+    run that began after that receipt and found the head below it has all there is (before, every read ran
+    the indexer again until the gateway restarted)."""
+    rpc = CountingRpc(ledger.rpc().url)
+    indexer = Indexer(rpc, ledger.address, new_engine(tmp_path / "index.sqlite"), start_block=0)
+    indexer.catch_up()
+    assert rpc.heads == 1
+    head = rpc.block_number()
+    rpc.heads = 0
+    # A receipt of a block past the node's head, read after that run: as if the node went back since.
+    known_at = time.monotonic()
+    indexer.catch_up(through=head + 5, known_at=known_at, fresh_s=30)
+    assert rpc.heads == 1  # the run before began earlier: this read indexes again
+    for _ in range(5):
+        indexer.catch_up(through=head + 5, known_at=known_at, fresh_s=30)
+    assert rpc.heads == 1  # that run began after the receipt and found the head below it: fresh
+    # A receipt newer than that run (the node has since mined it, or will): the next read runs again.
+    indexer.catch_up(through=head + 5, known_at=time.monotonic(), fresh_s=30)
+    assert rpc.heads == 2
