@@ -23,6 +23,7 @@ from fastapi.routing import APIRoute
 from pydantic.json_schema import models_json_schema
 
 from api import errors
+from api.fast_path import SingleClaimFastPath
 from api.gateway import Gateway
 from api.middleware import ObservabilityMiddleware, RequestGuardMiddleware
 from api.routes import admin, audit, claims, health, imports, payer
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.gateway = gateway
     errors.install(app, retry_after_s=settings.retry_after_s)
+    app.add_middleware(SingleClaimFastPath, gateway=gateway)  # innermost: inside the guard and the access log
     app.add_middleware(RequestGuardMiddleware, gateway=gateway)
     app.add_middleware(ObservabilityMiddleware, gateway=gateway)  # added last: outermost
     for module in (claims, payer, imports, audit, admin, health):

@@ -126,9 +126,10 @@ class Indexer:
     def catch_up(self, *, through: int = -1, known_at: float = float("inf"), fresh_s: float = CATCH_UP_FRESH_S) -> None:
         """Before a read: index what the chain has, unless a run that began within ``fresh_s`` reached the head
         and that head holds block ``through`` (the newest block the caller knows claims of its own were
-        recorded in, known since ``known_at``, a time.monotonic; unknown: never). Readers at the same moment share one run: the
-        others wait for it and find it fresh. Every read ran a run of its own before, two calls to the node
-        each under this lock: listing claims was held to 130-190 requests a second whatever the load.
+        recorded in, known since ``known_at``, a time.monotonic; unknown: never). Readers at the same moment
+        share one run: the others wait for it and find it fresh. Every read ran a run of its own before, two
+        calls to the node each under this lock: listing claims was held to 130-190 requests a second
+        whatever the load.
 
         A run that began after ``known_at`` and found the head below ``through`` found a node that went back
         (restored from an older state): that head is all there is, and the run counts as fresh."""

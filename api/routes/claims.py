@@ -26,6 +26,7 @@ from api.errors import ApiError, error_body
 from api.futures import wait_all
 from api.gateway import Gateway
 from api.metrics import Metrics
+from api.middleware import RequestContext
 from api.runtime import Runtime
 from api.schemas import (
     CLAIM_EXAMPLES,
@@ -274,6 +275,14 @@ async def submit_claim(
     ctx: ContextDep,
     response: Response,
 ) -> ClaimResult:
+    return await answer_single_claim(runtime, member, gateway, ctx, claim, response)
+
+
+async def answer_single_claim(
+    runtime: Runtime, member: Member, gateway: Gateway, ctx: RequestContext, claim: dict[str, Any], response: Response
+) -> ClaimResult:
+    """What a one-claim POST answers (the route above, and ``api.fast_path`` for the plain case): the
+    ledger's outcome, counted, its claim noted for the access log; ``response`` gets the status and Location."""
     [result] = await submit_documents_async(runtime, member, [claim], metrics=gateway.metrics)
     count_results(gateway, [result])
     ctx.claims = refs_touched([result])
