@@ -1,8 +1,8 @@
 """The single-claim POST answered below FastAPI's router, for the plain case.
 
 ``POST /v1/claims`` is the gateway's busiest endpoint, and FastAPI's routing, dependency resolution and
-response model cost about a third of the event loop's CPU a claim (measured per recorded claim from
-/proc and /metrics, 12,000 single POSTs: 500-549 us with this path, 746-999 without). Since 64 clients
+response model cost a good part of the event loop's CPU a claim (measured per recorded claim from /proc
+and /metrics, 12,000 single POSTs: 573-647 us with this path, 663-908 without). Since 64 clients
 with one claim each in flight move together a block at a time, the loop's work for all of them and the
 chain's round trip come one after the other, and that CPU is latency.
 
