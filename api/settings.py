@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     pipeline_max_in_flight: int = Field(default=64, ge=1)
     """Submission transactions a signing account has signed and not yet seen the receipt of. On a large ledger
     they are what the next block gathers: at 1.2-1.4 million claims, 32 clients, 16 gave 1,728 claims/s and 32
-    gave 1,976; at a million claims, 128 clients, 32 gave 2,472-2,548 and 64 gave 2,952-3,095 (96: 2,987);
+    gave 1,976; at a million claims, 128 clients, 32 gave 2,472-2,548 and 64 gave 2,889-3,095 (96: 2,987);
     on an empty ledger 4, 32 and 64 measure the same."""
     submit_timeout_s: float = Field(default=DEFAULT_SUBMIT_TIMEOUT_S, gt=0)
     """How long a claim POST waits for the chain before it is answered 503 (the claims are kept and may
