@@ -30,7 +30,9 @@ from api.errors import ApiError, error_body, ledger_error_parts
 from api.gateway import Gateway
 from api.middleware import context
 from api.routes import claims
+from api.runtime import Runtime
 from ledger.errors import LedgerError
+from ledger.service import Member
 
 PATH = "/v1/claims"
 
@@ -66,13 +68,11 @@ class SingleClaimFastPath:
                 return message
             return await receive()
 
-        claim = await self._plain_claim(scope, message)
-        if claim is None:
+        plain = await self._plain_claim(scope, message)
+        if plain is None:
             await self.app(scope, replay, send)
             return
-        runtime = self.gateway.runtime
-        member = context(scope).member
-        assert runtime is not None and member is not None  # _plain_claim saw to both
+        runtime, member, claim = plain
         if self.route is None:
             self.route = _route(scope["app"])
         scope["route"] = self.route
@@ -91,11 +91,13 @@ class SingleClaimFastPath:
                 headers = {"location": response.headers["location"]}
         await _send(send, status, body, headers)
 
-    async def _plain_claim(self, scope: Scope, message: Message) -> dict[str, Any] | None:
-        """The claim document, if this request is the plain case; else None (the FastAPI route answers it)."""
+    async def _plain_claim(self, scope: Scope, message: Message) -> tuple[Runtime, Member, dict[str, Any]] | None:
+        """The runtime, the provider and the claim document, if this request is the plain case; else None (the
+        FastAPI route answers it)."""
         headers = Headers(scope=scope)
+        runtime = self.gateway.runtime
         if (
-            self.gateway.runtime is None
+            runtime is None
             or message.get("type") != "http.request"
             or message.get("more_body", False)
             or not headers.get("content-type", "").startswith("application/json")
@@ -108,7 +110,7 @@ class SingleClaimFastPath:
             claim = orjson.loads(message.get("body", b""))
         except orjson.JSONDecodeError:
             return None
-        return claim if isinstance(claim, dict) else None
+        return (runtime, member, claim) if isinstance(claim, dict) else None
 
 
 async def _send(send: Send, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
