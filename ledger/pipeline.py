@@ -13,6 +13,7 @@ Every caller gets its own :class:`SubmissionResult` through a Future.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import threading
 import time
@@ -46,6 +47,12 @@ DEFAULT_MAX_TX_GAS = 25_000_000
 # while none does (interval mining: a poll every 2 ms through a 1 s block costs both sides CPU).
 RECEIPT_POLL_S = 0.002
 RECEIPT_POLL_MAX_S = 0.02
+RECEIPT_BATCH = 8
+"""The receipts of the first this many transactions in flight are asked for in one request: after a block,
+those it holds come in one round trip instead of one each. At a million claims a 1,000-claim receipt took
+40-100 ms a request on a busy machine (8 ms alone), and the gateway read them one by one in the second
+between two blocks, in which anvil also takes the next block's transactions (it answers no call while it
+mines)."""
 MAX_SEND_BATCH = 64
 MAX_SEND_BYTES = 1_800_000
 """Stored transactions sent in one request at most, and the most raw bytes they take together (anvil refuses a
@@ -290,6 +297,8 @@ class SubmissionPipeline(ClaimBatcher):
         self.account = account
         self.engine = engine
         self.max_in_flight = max_in_flight
+        self.receipt_batch = RECEIPT_BATCH
+        self._receipt_batches = True
         self._after_send = after_send  # a test hook: called with each tx hash right after sending
         self._abi = ContractAbi(load_artifact()["abi"])
         # Signed and stored, waiting for the sender (in nonce order), then sent and waiting for receipts.
@@ -520,9 +529,19 @@ class SubmissionPipeline(ClaimBatcher):
                     if self._stopping.is_set():
                         return
                     self._in_flight_lock.wait(0.05)
-                flight = self._in_flight[0]
+                flights = list(itertools.islice(self._in_flight, self.receipt_batch))
+            flight = flights[0]
             try:
-                receipt = self.rpc.receipt(flight.tx_hash)
+                if len(flights) == 1 or not self._receipt_batches:
+                    receipts = [self.rpc.receipt(flight.tx_hash)]
+                else:
+                    try:
+                        receipts = self.rpc.receipts([f.tx_hash for f in flights])
+                    except RpcError as exc:
+                        log.warning("the node refused a batch of receipt requests (%s): reading them one by one", exc)
+                        self._receipt_batches = False
+                        continue
+                receipt = receipts[0]
                 if receipt is None:
                     if self._stopping.is_set():
                         return
@@ -552,14 +571,17 @@ class SubmissionPipeline(ClaimBatcher):
                 log.exception("receipt of %s: the node refused a call; trying again", flight.tx_hash)
                 time.sleep(RECONNECT_BACKOFF_S)
                 continue
-            try:
-                self._settle(flight, receipt)
-            except Exception as exc:
-                log.exception("settling %s failed", flight.tx_hash)
-                _fail(flight.items, exc, "settling failed")
-            with self._in_flight_lock:
-                self._in_flight.popleft()
-                self._in_flight_lock.notify_all()
+            for flight, receipt in zip(flights, receipts, strict=False):  # the mined ones, in nonce order
+                if receipt is None:
+                    break
+                try:
+                    self._settle(flight, receipt)
+                except Exception as exc:
+                    log.exception("settling %s failed", flight.tx_hash)
+                    _fail(flight.items, exc, "settling failed")
+                with self._in_flight_lock:
+                    self._in_flight.popleft()
+                    self._in_flight_lock.notify_all()
 
     def _receipt_lost(self, flight: _InFlight) -> None:
         """The chain has used this transaction's nonce but the node no longer knows the transaction:

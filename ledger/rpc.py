@@ -92,21 +92,8 @@ class RpcClient:
         transaction its hash or the node's refusal. ChainUnavailableError if the node does not answer.
         Safe to repeat: the chain dedupes a signed transaction by its hash."""
         method = "eth_sendRawTransaction"
-        ids = [next(self._ids) for _ in raws]
-        body = orjson.dumps(
-            [
-                {"jsonrpc": "2.0", "id": i, "method": method, "params": ["0x" + raw.hex()]}
-                for i, raw in zip(ids, raws, strict=True)
-            ]
-        )
-        answers = self._post(body, f"{method} (a batch of {len(raws)})", retry=True)
-        if not isinstance(answers, list):  # a node that takes no batches answers with one error
-            error = answers.get("error", answers) if isinstance(answers, dict) else answers
-            raise RpcError(method, error if isinstance(error, dict) else {"message": str(error)})
-        by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
         results: list[str | RpcError] = []
-        for i in ids:
-            answer = by_id.get(i)
+        for answer in self._batch(method, [["0x" + raw.hex()] for raw in raws]):
             if answer is None:
                 results.append(RpcError(method, {"message": "no answer for it in the batch"}))
             elif "error" in answer:
@@ -114,6 +101,21 @@ class RpcClient:
             else:
                 results.append(str(answer.get("result")))
         return results
+
+    def _batch(self, method: str, params: list[list[Any]]) -> list[dict[str, Any] | None]:
+        """Call ``method`` once for each of ``params`` in one JSON-RPC batch request; each call's answer (None
+        if the batch holds none for it), in order. RpcError if the node takes no batches (it answers with one
+        error); ChainUnavailableError if it does not answer."""
+        ids = [next(self._ids) for _ in params]
+        body = orjson.dumps(
+            [{"jsonrpc": "2.0", "id": i, "method": method, "params": p} for i, p in zip(ids, params, strict=True)]
+        )
+        answers = self._post(body, f"{method} (a batch of {len(params)})", retry=method in RETRYABLE_METHODS)
+        if not isinstance(answers, list):  # a node that takes no batches answers with one error
+            error = answers.get("error", answers) if isinstance(answers, dict) else answers
+            raise RpcError(method, error if isinstance(error, dict) else {"message": str(error)})
+        by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
+        return [by_id.get(i) for i in ids]
 
     def _post(self, body: bytes, what: str, *, retry: bool) -> Any:
         """POST one JSON-RPC request (or batch) and parse the answer; ChainUnavailableError if the node does
@@ -150,6 +152,20 @@ class RpcClient:
     def receipt(self, tx_hash: str) -> dict[str, Any] | None:
         result: dict[str, Any] | None = self.call("eth_getTransactionReceipt", tx_hash)
         return result
+
+    def receipts(self, tx_hashes: list[str]) -> list[dict[str, Any] | None]:
+        """The receipts of ``tx_hashes`` (None for one not mined yet) in one batch request: a block's
+        transactions are read in one round trip instead of one each. RpcError if the node refuses any of
+        them, or takes no batches."""
+        method = "eth_getTransactionReceipt"
+        results: list[dict[str, Any] | None] = []
+        for tx_hash, answer in zip(tx_hashes, self._batch(method, [[h] for h in tx_hashes]), strict=True):
+            if answer is None:
+                raise RpcError(method, {"message": f"no answer for {tx_hash} in the batch"})
+            if "error" in answer:
+                raise RpcError(method, answer["error"])
+            results.append(answer.get("result"))
+        return results
 
     def block(self, number: int | str, full: bool = False) -> dict[str, Any] | None:
         tag = hex(number) if isinstance(number, int) else number

@@ -1,6 +1,7 @@
 """The pipeline sends the transactions that wait together in one JSON-RPC batch request (ledger.rpc
-``send_raw_many``), against a real anvil: every one lands, a refusal is its own, and a batch the node refuses
-whole (anvil takes no request body past 2 MiB) is sent one by one. Each test runs its own anvil."""
+``send_raw_many``) and reads receipts in one (``receipts``), against a real anvil: every one lands, a refusal
+is its own, and a batch the node refuses whole (anvil takes no request body past 2 MiB) is sent one by one.
+Each test runs its own anvil."""
 
 from __future__ import annotations
 
@@ -56,6 +57,27 @@ def test_signed_transactions_go_in_one_request_and_each_answer_is_its_own(
     node.kill()
     with pytest.raises(ChainUnavailableError):
         rpc.send_raw_many([signed_raw for _, signed_raw in too_big])
+
+
+def test_receipts_come_in_one_request_in_order_none_for_one_not_mined(nodes: list[LocalNode], tmp_path: Path) -> None:
+    node = LocalNode(NodeConfig(data_dir=tmp_path)).start()
+    nodes.append(node)
+    rpc = RpcClient(node.rpc_url)
+    txs = [signed(rpc, n) for n in range(3)]
+    assert rpc.send_raw_many([raw for _, raw in txs]) == [tx_hash for tx_hash, _ in txs]
+    w3 = connect(node.rpc_url)
+    w3.eth.wait_for_transaction_receipt(txs[-1][0], timeout=5, poll_latency=0.01)
+    unknown = "0x" + "ab" * 32
+    asked = [txs[2][0], unknown, txs[0][0], txs[1][0]]
+    receipts = rpc.receipts(asked)
+    assert receipts[1] is None
+    assert [r["transactionHash"] for r in receipts if r is not None] == [txs[2][0], txs[0][0], txs[1][0]]
+    assert all(r is not None and r == rpc.receipt(h) for h, r in zip(asked, receipts, strict=True) if h != unknown)
+    with pytest.raises(RpcError):  # not a hash: the node refuses that one, and the batch says so
+        rpc.receipts([txs[0][0], "0x1234"])
+    node.kill()
+    with pytest.raises(ChainUnavailableError):
+        rpc.receipts([tx_hash for tx_hash, _ in txs])
 
 
 def flight(raw_bytes: int) -> _InFlight:

@@ -17,7 +17,7 @@ import pytest
 from ledger.chain import ClaimSubmission
 from ledger.errors import ChainUnavailableError, ContractRevertError
 from ledger.pipeline import SubmissionPipeline, SubmissionResult
-from ledger.rpc import RpcClient
+from ledger.rpc import RpcClient, RpcError
 from ledger.store import GroupCommit
 from tests.integration.pipeline_fixtures import (
     Ledger,
@@ -284,6 +284,56 @@ def test_interval_mining(interval_ledger: Ledger, tmp_path: Path) -> None:
     assert all(s["status"] == "recorded" for s in submission_rows(engine))
 
 
+class _ReceiptBatchesRpc(RpcClient):
+    """Counts the receipts each batch request brought; with ``refuse``, refuses batches as a node that takes
+    none would (and counts the single reads)."""
+
+    def __init__(self, url: str, *, refuse: bool = False) -> None:
+        super().__init__(url)
+        self.refuse = refuse
+        self.batches: list[int] = []
+        self.single = 0
+
+    def receipts(self, tx_hashes: list[str]) -> list[dict[str, Any] | None]:
+        if self.refuse:
+            raise RpcError("eth_getTransactionReceipt", {"code": -32600, "message": "Invalid request"})
+        answers = super().receipts(tx_hashes)
+        self.batches.append(sum(a is not None for a in answers))
+        return answers
+
+    def receipt(self, tx_hash: str) -> dict[str, Any] | None:
+        self.single += 1
+        return super().receipt(tx_hash)
+
+
+@pytest.mark.parametrize("refuse", [False, True], ids=["batches", "node-refuses-batches"])
+def test_a_blocks_receipts_are_read_in_one_request(
+    interval_ledger: Ledger, tmp_path: Path, refuse: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Transactions that share a block are settled from one batch request of their receipts; a node that
+    takes no batches gets them one by one, and every claim is settled either way."""
+    ledger = interval_ledger
+    engine = new_engine(tmp_path / "ledger.sqlite")
+    rpc = _ReceiptBatchesRpc(ledger.rpc_url, refuse=refuse)
+    pipeline = SubmissionPipeline(rpc, ledger.address, ledger.provider, engine, max_batch=25, max_in_flight=16)
+    ledger.pipelines.append(pipeline)
+    pipeline.start()
+    claims = [ledger.submission(synthetic_claim(i, seed=11)) for i in range(200)]
+    with caplog.at_level(logging.WARNING, logger="ledger.pipeline"):
+        results = [f.result(60) for f in pipeline.submit_many(claims)]
+    pipeline.stop()
+    assert Counter(r.status for r in results) == Counter({"recorded": 200})
+    rows = outbox_rows(engine)
+    assert len(rows) == 8 and {r["status"] for r in rows} == {"mined"}
+    assert len({r["block_number"] for r in rows}) < len(rows)  # some shared a block
+    if refuse:
+        assert rpc.batches == [] and rpc.single >= len(rows)
+        assert "refused a batch of receipt requests" in caplog.text
+    else:
+        assert max(rpc.batches) >= 2  # a block's receipts, together
+        assert sum(rpc.batches) + rpc.single >= len(rows)
+
+
 @pytest.fixture
 def pruning_ledger(tmp_path: Path) -> Iterator[Ledger]:
     yield from ledger_on_new_node(tmp_path, extra_args=["--transaction-block-keeper", "1"])
@@ -299,6 +349,9 @@ class _LaggingRpc(RpcClient):
     def receipt(self, tx_hash: str) -> dict[str, Any] | None:
         self.held = self.held or tx_hash
         return None if tx_hash == self.held else super().receipt(tx_hash)
+
+    def receipts(self, tx_hashes: list[str]) -> list[dict[str, Any] | None]:
+        return [self.receipt(h) for h in tx_hashes]
 
 
 def test_a_receipt_the_node_pruned_fails_its_callers_instead_of_hanging(pruning_ledger: Ledger, tmp_path: Path) -> None:
