@@ -17,7 +17,7 @@ two blocks, anvil taking nothing while it mines), and :data:`MAX_HOLD_S` ends th
 32 clients sending batches of 1,000: 1,307 claims/s with a gather of at most 50 ms (from 1.1 to 1.2 million
 claims), 1,728 with at most 500 ms (from 1.2 to 1.3 million); with 128 clients at a million claims and the
 receipts read eight to a request, 3,170-3,247 claims/s with at most 1 s and a hold of 2 s, against
-2,994-3,152 with 0.5 s and 1 s (2 and 4 runs; 3 s held: 3,152).
+2,994-3,152 with 0.5 s and 1 s (3 and 4 runs; 3 s held: 3,152).
 
 It is a process of its own (``python -m ledger.block_maker <rpc_url> [<node_pid>]``, started by
 :class:`ledger.node.LocalNode`), so that its polling takes nothing from the gateway's interpreter. It ends
