@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     they are what the next block gathers: at 1.2-1.4 million claims, 32 clients, 16 gave 1,728 claims/s and 32
     gave 1,976; at a million claims, 128 clients, 32 gave 2,472-2,548 and 64 gave 2,889-3,095 (96: 2,987);
     once receipts were read eight to a request and the block maker held blocks up to 2 s, 64 gave 3,170-3,247,
-    96 gave 3,285-3,297 and 128 gave 3,276-3,442. On an empty ledger 4, 32 and 64 measure the same (a few are
+    96 gave 3,285-3,493 and 128 gave 3,276-3,442. On an empty ledger 4, 32 and 64 measure the same (a few are
     in flight there). A block takes at most NODE_GAS_LIMIT: about 70 of 1,000 claims."""
     submit_timeout_s: float = Field(default=DEFAULT_SUBMIT_TIMEOUT_S, gt=0)
     """How long a claim POST waits for the chain before it is answered 503 (the claims are kept and may
