@@ -110,11 +110,20 @@ class WatchedRpcClient(RpcClient):
 
     def receipt(self, tx_hash: str) -> dict[str, Any] | None:
         receipt = super().receipt(tx_hash)
+        self._note_receipt(receipt)
+        return receipt
+
+    def receipts(self, tx_hashes: list[str]) -> list[dict[str, Any] | None]:
+        receipts = super().receipts(tx_hashes)
+        for receipt in receipts:
+            self._note_receipt(receipt)
+        return receipts
+
+    def _note_receipt(self, receipt: dict[str, Any] | None) -> None:
         if receipt is not None and receipt.get("blockNumber"):
             block = int(receipt["blockNumber"], 16)
             if block > self.newest_receipt_block:
                 self.newest_receipt_block, self.newest_receipt_at = block, time.monotonic()
-        return receipt
 
     def _post(self, body: bytes, what: str, *, retry: bool) -> Any:
         started = time.monotonic()

@@ -19,6 +19,7 @@ from ledger.errors import ChainUnavailableError
 from ledger.node import DEV_MNEMONIC, LocalNode, NodeConfig
 from ledger.pipeline import MAX_SEND_BATCH, MAX_SEND_BYTES, _InFlight, _send_batch
 from ledger.rpc import RpcClient, RpcError
+from ledger.service import WatchedRpcClient
 
 Account.enable_unaudited_hdwallet_features()
 SENDER: LocalAccount = Account.from_mnemonic(DEV_MNEMONIC, account_path="m/44'/60'/0'/0/3")
@@ -75,6 +76,13 @@ def test_receipts_come_in_one_request_in_order_none_for_one_not_mined(nodes: lis
     assert all(r is not None and r == rpc.receipt(h) for h, r in zip(asked, receipts, strict=True) if h != unknown)
     with pytest.raises(RpcError):  # not a hash: the node refuses that one, and the batch says so
         rpc.receipts([txs[0][0], "0x1234"])
+    # The gateway's client notes the newest block its receipts came from, read in a batch as one by one
+    # (a read then indexes at least that far: Indexer.catch_up).
+    watched = WatchedRpcClient(node.rpc_url)
+    watched.receipts([txs[0][0], unknown])
+    mined = receipts[2]
+    assert mined is not None and watched.newest_receipt_block == int(mined["blockNumber"], 16)
+    assert watched.newest_receipt_at > float("-inf")
     node.kill()
     with pytest.raises(ChainUnavailableError):
         rpc.receipts([tx_hash for tx_hash, _ in txs])
