@@ -44,6 +44,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from api.metrics import SUBMISSION_STAGES as STAGES  # noqa: E402
 from ledger.node import free_port  # noqa: E402
 
 JSON = {"Content-Type": "application/json"}
@@ -164,9 +165,6 @@ async def list_reads(http: aiohttp.ClientSession, url: str, n: int, clients: int
     t0 = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
     return time.perf_counter() - t0, latencies
-
-
-STAGES = ("check", "store", "queue", "chain")
 
 
 async def stage_totals(http: aiohttp.ClientSession, url: str) -> dict[str, tuple[float, int]]:
