@@ -297,7 +297,6 @@ class SubmissionPipeline(ClaimBatcher):
         self.account = account
         self.engine = engine
         self.max_in_flight = max_in_flight
-        self.receipt_batch = RECEIPT_BATCH
         self._receipt_batches = True
         self._after_send = after_send  # a test hook: called with each tx hash right after sending
         self._abi = ContractAbi(load_artifact()["abi"])
@@ -529,7 +528,7 @@ class SubmissionPipeline(ClaimBatcher):
                     if self._stopping.is_set():
                         return
                     self._in_flight_lock.wait(0.05)
-                flights = list(itertools.islice(self._in_flight, self.receipt_batch))
+                flights = list(itertools.islice(self._in_flight, RECEIPT_BATCH))
             flight = flights[0]
             try:
                 if len(flights) == 1 or not self._receipt_batches:
