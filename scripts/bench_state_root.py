@@ -102,8 +102,8 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=1_800_000, help="storage slots to reach (a claim holds two)")
     parser.add_argument("--step", type=int, default=600_000, help="measure an empty block every this many slots")
     args = parser.parse_args()
-    if args.slots < CHUNK or args.step % CHUNK:
-        raise SystemExit(f"--slots at least {CHUNK:,}; --step a multiple of {CHUNK:,}")
+    if args.slots < CHUNK or args.step <= 0 or args.step % CHUNK:
+        raise SystemExit(f"--slots at least {CHUNK:,}; --step a positive multiple of {CHUNK:,}")
 
     with tempfile.TemporaryDirectory(prefix="state-root-") as tmp:
         root = Path(tmp)
